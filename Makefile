@@ -1,0 +1,49 @@
+# Entry points of the project: `make run` and `make test` on a fresh clone.
+
+GO      ?= go
+NPM     ?= npm
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+# staticcheck 2026.2.x (v0.8.x) is the first release line that reads Go 1.26 code.
+STATICCHECK_VERSION ?= v0.8.2
+
+CLIENT_DIR   := test/client
+# npm writes node_modules/.package-lock.json on every install: it is older
+# than package-lock.json exactly when node_modules is stale.
+CLIENT_STAMP := $(CLIENT_DIR)/node_modules/.package-lock.json
+
+.PHONY: run build test test-integration lint node-deps clean
+
+run: ## start the server (no configuration needed in development)
+	$(GO) run ./cmd/web3-socket
+
+build: ## bin/web3-socket with the version stamped in
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/web3-socket ./cmd/web3-socket
+
+test: node-deps ## unit tests and every suite in test/, with the race detector
+	$(GO) test -race -count=1 ./...
+
+test-integration: node-deps ## only the suites in test/
+	$(GO) test -race -count=1 ./test/...
+
+lint: ## gofmt, go vet, staticcheck
+	@unformatted="$$(gofmt -l $$(find . -name '*.go' -not -path './test/client/node_modules/*'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l lists files that need formatting:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+node-deps: $(CLIENT_STAMP) ## the official socket.io-client for the suites
+
+$(CLIENT_STAMP): $(CLIENT_DIR)/package-lock.json $(CLIENT_DIR)/package.json
+	@if command -v $(NPM) >/dev/null 2>&1; then \
+		echo "cd $(CLIENT_DIR) && $(NPM) ci --no-audit --no-fund"; \
+		cd $(CLIENT_DIR) && $(NPM) ci --no-audit --no-fund && touch node_modules/.package-lock.json; \
+	elif [ "$${CI:-}" = "true" ]; then \
+		echo "npm is not installed: the socket.io-client suites cannot run" >&2; exit 1; \
+	else \
+		echo "warning: npm is not installed; the socket.io-client suites will be skipped" >&2; \
+	fi
+
+clean:
+	rm -rf bin

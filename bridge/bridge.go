@@ -1,0 +1,213 @@
+// Package bridge is the Socket.IO edge: the server, JWT authentication, the
+// connection registry, rooms, client events and batched local delivery.
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+
+	"github.com/web3-socket/web3-socket/schemas"
+)
+
+// Publisher puts envelopes on the bus. A nil error means the bus has them.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, envs ...*schemas.Envelope) error
+}
+
+// Config configures the Bridge.
+type Config struct {
+	// Instance names this instance in the envelopes it produces.
+	Instance string
+	Auth     AuthConfig
+	// CORSOrigin is "*" or a comma-separated list of allowed origins.
+	CORSOrigin string
+	// MaxPayloadBytes bounds one packet from a client.
+	MaxPayloadBytes int64
+	PingInterval    time.Duration
+	PingTimeout     time.Duration
+	// OutboundTopic receives send_message deliveries; InboundTopic receives
+	// every other client event.
+	OutboundTopic string
+	InboundTopic  string
+	// PublishTimeout bounds one publish made for a client event.
+	PublishTimeout time.Duration
+	// QueueSize is how many envelopes may wait for local delivery before the
+	// bus consumer is held back; MaxBatch is how many are delivered at once.
+	QueueSize int
+	MaxBatch  int
+}
+
+func (c *Config) setDefaults() {
+	if c.CORSOrigin == "" {
+		c.CORSOrigin = "*"
+	}
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = 1 << 20
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.PingTimeout == 0 {
+		c.PingTimeout = 20 * time.Second
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = 4096
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 256
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.OutboundTopic == "" || c.InboundTopic == "" {
+		return errors.New("bridge: outbound and inbound topics are required")
+	}
+	return nil
+}
+
+// Bridge is the Socket.IO server of one instance.
+type Bridge struct {
+	cfg      Config
+	io       *socket.Server
+	handler  http.Handler
+	verifier *Verifier
+	pub      Publisher
+	log      *slog.Logger
+	metrics  *Metrics
+	registry *registry
+	queue    chan *schemas.Envelope
+	draining atomic.Bool
+}
+
+// New returns a Bridge that publishes client events with pub.
+func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	verifier, err := NewVerifier(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bridge{
+		cfg:      cfg,
+		verifier: verifier,
+		pub:      pub,
+		log:      log.With("component", "bridge"),
+		metrics:  metrics,
+		registry: newRegistry(),
+		queue:    make(chan *schemas.Envelope, cfg.QueueSize),
+	}
+
+	opts := socket.DefaultServerOptions()
+	opts.SetServeClient(false)
+	opts.SetPingInterval(cfg.PingInterval)
+	opts.SetPingTimeout(cfg.PingTimeout)
+	opts.SetMaxHttpBufferSize(cfg.MaxPayloadBytes)
+	opts.SetCors(&types.Cors{Origin: corsOrigin(cfg.CORSOrigin), Credentials: cfg.CORSOrigin != "*"})
+	b.io = socket.NewServer(nil, opts)
+	b.io.Use(b.authenticate)
+	if err := b.io.On("connection", b.onConnection); err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	b.handler = b.io.ServeHandler(opts)
+	return b, nil
+}
+
+func corsOrigin(origin string) any {
+	if origin == "*" {
+		return "*"
+	}
+	var origins []string
+	for _, o := range strings.Split(origin, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	return origins
+}
+
+// Handler serves /socket.io/.
+func (b *Bridge) Handler() http.Handler { return b.handler }
+
+// Drain makes the bridge refuse new client events while the instance shuts
+// down; connected clients stay until Close.
+func (b *Bridge) Drain() { b.draining.Store(true) }
+
+// Close disconnects every client. Clients see a transport close and, being
+// free to, reconnect to another instance.
+func (b *Bridge) Close() {
+	done := make(chan struct{})
+	b.io.Close(func(error) { close(done) })
+	<-done
+}
+
+func (b *Bridge) authenticate(s *socket.Socket, next func(*socket.ExtendedError)) {
+	token := tokenFrom(s.Handshake().Auth, s.Request().Headers().Peek("Authorization"))
+	claims, err := b.verifier.Verify(token)
+	if err != nil {
+		reason := ErrInvalidToken
+		switch {
+		case errors.Is(err, ErrMissingToken):
+			reason = ErrMissingToken
+		case errors.Is(err, ErrTokenExpired):
+			reason = ErrTokenExpired
+		}
+		b.metrics.authFailures.WithLabelValues(strings.TrimPrefix(reason.Error(), "unauthorized: ")).Inc()
+		b.log.Debug("connection refused", "reason", reason.Error(), "address", s.Handshake().Address)
+		next(socket.NewExtendedError(reason.Error(), nil))
+		return
+	}
+	s.SetData(claims)
+	next(nil)
+}
+
+func (b *Bridge) onConnection(args ...any) {
+	s, ok := args[0].(*socket.Socket)
+	if !ok {
+		return
+	}
+	claims, _ := s.Data().(*Claims)
+	if claims == nil {
+		s.Disconnect(true)
+		return
+	}
+	user := claims.Subject
+	s.Join(userRoom(user))
+	b.registry.add(user, s)
+	b.metrics.connectionsTotal.Inc()
+	b.metrics.connectionsActive.Inc()
+	b.log.Debug("connected", "user", user, "socket", string(s.Id()), "transport", s.Conn().Transport().Name())
+
+	sent := b.metrics.messagesSent
+	s.OnAnyOutgoing(func(...any) { sent.Inc() })
+	s.OnAny(func(args ...any) { b.onEvent(s, claims, args) })
+	_ = s.On("disconnect", func(reason ...any) {
+		b.registry.remove(user, s.Id())
+		b.metrics.connectionsActive.Dec()
+		b.log.Debug("disconnected", "user", user, "socket", string(s.Id()), "reason", reason)
+	})
+}
+
+// Rooms are kept apart in the adapter by prefix, so that a room a client names
+// can never be a user's private room or another socket's id.
+const (
+	userRoomPrefix = "user:"
+	roomPrefix     = "room:"
+)
+
+func userRoom(user string) socket.Room  { return socket.Room(userRoomPrefix + user) }
+func namedRoom(name string) socket.Room { return socket.Room(roomPrefix + name) }

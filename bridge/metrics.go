@@ -1,0 +1,49 @@
+package bridge
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the Socket.IO edge's Prometheus metrics.
+type Metrics struct {
+	connectionsTotal  prometheus.Counter
+	connectionsActive prometheus.Gauge
+	messagesSent      prometheus.Counter
+	messagesReceived  prometheus.Counter
+	authFailures      *prometheus.CounterVec
+	deliveryLatency   prometheus.Histogram
+	batchSize         prometheus.Histogram
+	errors            *prometheus.CounterVec
+}
+
+// NewMetrics registers the edge's metrics with reg. errors is the shared
+// socket_errors_total counter, labelled by type.
+func NewMetrics(reg prometheus.Registerer, errors *prometheus.CounterVec) *Metrics {
+	m := &Metrics{
+		connectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "socket_connections_total", Help: "Socket.IO connections accepted.",
+		}),
+		connectionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "socket_connections_active", Help: "Socket.IO connections open now.",
+		}),
+		messagesSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "socket_messages_sent_total", Help: "Events written to sockets (one per recipient socket).",
+		}),
+		messagesReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "socket_messages_received_total", Help: "Events received from clients.",
+		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "socket_auth_failures_total", Help: "Refused connections, by reason.",
+		}, []string{"reason"}),
+		deliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "socket_delivery_latency_seconds", Help: "Time from an envelope's ts to its local delivery.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "socket_delivery_batch_size", Help: "Envelopes delivered per batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		errors: errors,
+	}
+	reg.MustRegister(m.connectionsTotal, m.connectionsActive, m.messagesSent, m.messagesReceived,
+		m.authFailures, m.deliveryLatency, m.batchSize)
+	return m
+}

@@ -1,0 +1,140 @@
+package bridge
+
+import (
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+)
+
+// registry tracks which sockets each user has on this instance.
+type registry struct {
+	mu    sync.RWMutex
+	users map[string]map[socket.SocketId]*socket.Socket
+	count int
+}
+
+func newRegistry() *registry {
+	return &registry{users: map[string]map[socket.SocketId]*socket.Socket{}}
+}
+
+func (r *registry) add(user string, s *socket.Socket) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sockets := r.users[user]
+	if sockets == nil {
+		sockets = map[socket.SocketId]*socket.Socket{}
+		r.users[user] = sockets
+	}
+	sockets[s.Id()] = s
+	r.count++
+}
+
+func (r *registry) remove(user string, id socket.SocketId) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sockets := r.users[user]
+	if _, found := sockets[id]; !found {
+		return
+	}
+	delete(sockets, id)
+	r.count--
+	if len(sockets) == 0 {
+		delete(r.users, user)
+	}
+}
+
+// sockets returns a snapshot of the user's sockets.
+func (r *registry) sockets(user string) []*socket.Socket {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*socket.Socket, 0, len(r.users[user]))
+	for _, s := range r.users[user] {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (r *registry) counts() (connections, users int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.count, len(r.users)
+}
+
+// Presence is what this instance knows of one user.
+type Presence struct {
+	Sockets int
+	Rooms   []string
+}
+
+// Stats counts this instance's connections, users and named rooms.
+type Stats struct {
+	Connections int
+	Users       int
+	Rooms       int
+}
+
+// LocalStats returns this instance's counts.
+func (b *Bridge) LocalStats() Stats {
+	connections, users := b.registry.counts()
+	return Stats{Connections: connections, Users: users, Rooms: len(b.LocalRooms())}
+}
+
+// LocalUser returns the user's sockets and named rooms on this instance.
+func (b *Bridge) LocalUser(user string) Presence {
+	sockets := b.registry.sockets(user)
+	rooms := map[string]bool{}
+	for _, s := range sockets {
+		for _, room := range s.Rooms().Keys() {
+			if name, isNamed := strings.CutPrefix(string(room), roomPrefix); isNamed {
+				rooms[name] = true
+			}
+		}
+	}
+	return Presence{Sockets: len(sockets), Rooms: sortedKeys(rooms)}
+}
+
+// LocalRooms returns the named rooms on this instance with their member counts.
+func (b *Bridge) LocalRooms() map[string]int {
+	out := map[string]int{}
+	b.io.Sockets().Adapter().Rooms().Range(func(room socket.Room, members *types.Set[socket.SocketId]) bool {
+		if name, isNamed := strings.CutPrefix(string(room), roomPrefix); isNamed && members.Len() > 0 {
+			out[name] = members.Len()
+		}
+		return true
+	})
+	return out
+}
+
+// JoinUser makes every local socket of user join room.
+func (b *Bridge) JoinUser(user, room string) {
+	for _, s := range b.registry.sockets(user) {
+		s.Join(namedRoom(room))
+	}
+}
+
+// LeaveUser makes every local socket of user leave room.
+func (b *Bridge) LeaveUser(user, room string) {
+	for _, s := range b.registry.sockets(user) {
+		s.Leave(namedRoom(room))
+	}
+}
+
+// DisconnectUser disconnects every local socket of user. Clients see "io
+// server disconnect" and do not reconnect by themselves.
+func (b *Bridge) DisconnectUser(user string) {
+	for _, s := range b.registry.sockets(user) {
+		s.Disconnect(true)
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

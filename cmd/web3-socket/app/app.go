@@ -1,0 +1,209 @@
+// Package app wires one web3-socket instance together: configuration, the
+// bus and its router, the Socket.IO bridge, the REST API and the metrics.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/web3-socket/web3-socket/bridge"
+	"github.com/web3-socket/web3-socket/handlers"
+	"github.com/web3-socket/web3-socket/router"
+)
+
+// App is one running instance.
+type App struct {
+	cfg    Config
+	log    *slog.Logger
+	bus    router.Bus
+	topics router.Topics
+	router *router.Router
+	bridge *bridge.Bridge
+	api    *handlers.API
+	server *http.Server
+}
+
+// New builds an instance from cfg; Serve runs it.
+func New(cfg Config, log *slog.Logger, version string) (*App, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	socketErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "socket_errors_total", Help: "Errors at the Socket.IO edge, by type.",
+	}, []string{"type"})
+	reg.MustRegister(socketErrors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cluster_instances", Help: "Instances in the cluster as this instance sees it.",
+	}, func() float64 { return 1 }))
+
+	bus, err := router.NewBus(router.BusConfig{Kind: cfg.Bus}, log)
+	if err != nil {
+		return nil, err
+	}
+	topics := router.NewTopics(cfg.TopicPrefix)
+	busMetrics := router.NewMetrics(reg)
+	pub := router.NewPublisher(bus.Publisher(), busMetrics)
+
+	edge, err := bridge.New(bridge.Config{
+		Instance:        cfg.InstanceID,
+		Auth:            bridge.AuthConfig{Secret: cfg.JWTSecret, PublicKeyPEM: cfg.JWTPublicKey, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience},
+		CORSOrigin:      cfg.CORSOrigin,
+		MaxPayloadBytes: cfg.MaxPayloadBytes,
+		PingInterval:    cfg.PingInterval,
+		PingTimeout:     cfg.PingTimeout,
+		OutboundTopic:   topics.Outbound,
+		InboundTopic:    topics.Inbound,
+	}, pub, bridge.NewMetrics(reg, socketErrors), log)
+	if err != nil {
+		_ = bus.Close()
+		return nil, err
+	}
+
+	rt, err := router.New(router.Config{Poison: topics.Poison, CloseTimeout: cfg.ShutdownTimeout / 2}, bus, busMetrics, log)
+	if err != nil {
+		_ = bus.Close()
+		return nil, err
+	}
+	rt.HandleFanOut("deliver", topics.Outbound, handlers.Outbound(edge))
+	rt.HandleFanOut("control", topics.Control, handlers.Control(edge))
+
+	api, err := handlers.NewAPI(handlers.APIConfig{
+		Version:       version,
+		Instance:      cfg.InstanceID,
+		Keys:          cfg.APIKeys,
+		MaxBodyBytes:  cfg.MaxPayloadBytes,
+		OutboundTopic: topics.Outbound,
+		ControlTopic:  topics.Control,
+	}, pub, bus, edge, handlers.NewHTTPMetrics(reg), log)
+	if err != nil {
+		_ = bus.Close()
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/socket.io/", edge.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	api.Register(mux)
+
+	return &App{
+		cfg: cfg, log: log, bus: bus, topics: topics, router: rt, bridge: edge, api: api,
+		server: &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		},
+	}, nil
+}
+
+// Bus returns the instance's bus (tests publish and subscribe on it directly).
+func (a *App) Bus() router.Bus { return a.bus }
+
+// Topics returns the instance's topic names.
+func (a *App) Topics() router.Topics { return a.topics }
+
+// Run listens on the configured address and serves until ctx is done.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, version string) error {
+	a, err := New(cfg, log, version)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		_ = a.bus.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	return a.Serve(ctx, ln)
+}
+
+// Serve runs the router, the delivery loop and the HTTP server on ln until
+// ctx is done, then shuts down gracefully within ShutdownTimeout: it stops
+// accepting, lets REST calls in flight answer, drains the router and the
+// delivery queue, and closes the sockets.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	errc := make(chan error, 2)
+
+	routerCtx, stopRouter := context.WithCancel(context.Background())
+	defer stopRouter()
+	wg.Go(func() {
+		if err := a.router.Run(routerCtx); err != nil {
+			errc <- fmt.Errorf("router: %w", err)
+		}
+	})
+	select {
+	case <-a.router.Running():
+	case err := <-errc:
+		_ = ln.Close()
+		return err
+	case <-ctx.Done():
+		_ = ln.Close()
+		_ = a.router.Close()
+		return a.bus.Close()
+	}
+
+	deliveryCtx, stopDelivery := context.WithCancel(context.Background())
+	deliveryDone := make(chan struct{})
+	go func() {
+		defer close(deliveryDone)
+		a.bridge.RunDelivery(deliveryCtx)
+	}()
+	wg.Go(func() {
+		if err := a.server.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	})
+	a.log.Info("listening", "addr", ln.Addr().String(), "bus", a.bus.Kind(), "instance", a.cfg.InstanceID)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+
+	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	a.api.Drain()
+	a.bridge.Drain()
+	// Shutdown closes the listener at once, then waits for requests; long
+	// polls end when the bridge closes the sockets below.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- a.server.Shutdown(shutdownCtx) }()
+	var errs []error
+	if err := a.api.Wait(shutdownCtx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := a.router.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("router: %w", err))
+	}
+	stopDelivery()
+	<-deliveryDone
+	a.bridge.Close()
+	if err := <-httpDone; err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
+		_ = a.server.Close()
+	}
+	stopRouter()
+	if err := a.bus.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("bus: %w", err))
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if len(errs) > 0 {
+		a.log.Warn("shutdown was not clean", "error", errors.Join(errs...))
+	}
+	a.log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,181 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of one web3-socket instance. Each field's
+// koanf tag is its key in a config file; the environment variable is the same
+// key in upper case (PORT, JWT_SECRET, …) and the flag is the key with dashes
+// (--port, --jwt-secret). LoadConfig fills it; Validate checks it.
+type Config struct {
+	// Env is "development" or "production" (NODE_ENV, or APP_ENV).
+	Env string `koanf:"node_env"`
+	// Host is the address to bind; empty means every interface.
+	Host string `koanf:"host"`
+	// Port is the TCP port for Socket.IO, the REST API and the metrics.
+	Port int `koanf:"port"`
+	// BackendURL, when set, receives every client event as an HTTP POST.
+	BackendURL string `koanf:"backend_url"`
+
+	// JWTSecret verifies HS256/384/512 tokens.
+	JWTSecret string `koanf:"jwt_secret"`
+	// JWTPublicKey (PEM) verifies RS/ES/EdDSA tokens.
+	JWTPublicKey string `koanf:"jwt_public_key"`
+	// JWTIssuer and JWTAudience are checked when set.
+	JWTIssuer   string `koanf:"jwt_issuer"`
+	JWTAudience string `koanf:"jwt_audience"`
+
+	// APIKeys protect /api/*; API_KEY takes a comma-separated list.
+	APIKeys []string `koanf:"api_key"`
+	// CORSOrigin is "*" or a comma-separated list of origins.
+	CORSOrigin string `koanf:"cors_origin"`
+
+	LogLevel    string `koanf:"log_level"`
+	LogToFile   bool   `koanf:"log_to_file"`
+	LogDir      string `koanf:"log_dir"`
+	LogMaxSize  int    `koanf:"log_max_size"`  // megabytes
+	LogMaxFiles int    `koanf:"log_max_files"` // rotated files kept
+
+	// Bus is memory, redis or kafka. REDIS_ENABLED=true means redis.
+	Bus           string `koanf:"bus"`
+	RedisEnabled  bool   `koanf:"redis_enabled"`
+	RedisHost     string `koanf:"redis_host"`
+	RedisPort     int    `koanf:"redis_port"`
+	RedisURL      string `koanf:"redis_url"`
+	RedisPassword string `koanf:"redis_password"`
+	RedisDB       int    `koanf:"redis_db"`
+
+	TopicPrefix string `koanf:"topic_prefix"`
+	// InstanceID names this instance on the bus; generated when empty.
+	InstanceID string `koanf:"instance_id"`
+
+	// MaxPayloadBytes bounds a Socket.IO packet and a REST body.
+	MaxPayloadBytes int64 `koanf:"max_payload_bytes"`
+
+	// PingInterval and PingTimeout are the Engine.IO heartbeat.
+	PingInterval time.Duration `koanf:"ping_interval"`
+	PingTimeout  time.Duration `koanf:"ping_timeout"`
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+}
+
+// The values of Config.Env.
+const (
+	EnvDevelopment = "development"
+	EnvProduction  = "production"
+)
+
+// redactedValue replaces a secret wherever configuration or logs are shown.
+const redactedValue = "[REDACTED]"
+
+// Production reports whether the instance runs with production rules.
+func (c Config) Production() bool { return c.Env == EnvProduction }
+
+// Redacted returns a copy of c whose secrets (JWT secret, API keys, Redis
+// password, the password inside REDIS_URL) are replaced by "[REDACTED]". An
+// unset secret stays empty so that a dump still shows it is missing.
+func (c Config) Redacted() Config {
+	if c.JWTSecret != "" {
+		c.JWTSecret = redactedValue
+	}
+	if len(c.APIKeys) > 0 {
+		keys := make([]string, len(c.APIKeys))
+		for i := range keys {
+			keys[i] = redactedValue
+		}
+		c.APIKeys = keys
+	}
+	if c.RedisPassword != "" {
+		c.RedisPassword = redactedValue
+	}
+	if c.RedisURL != "" {
+		c.RedisURL = redactURL(c.RedisURL)
+	}
+	return c
+}
+
+// redactURL hides the password of a URL's user info; a URL that does not
+// parse is hidden whole, since it may still carry one.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return redactedValue
+	}
+	return u.Redacted()
+}
+
+// EnvLines returns c as KEY=value lines in the order of the struct, in the
+// syntax of a .env file. It does not redact: call Redacted first to show it.
+func (c Config) EnvLines() []string {
+	var lines []string
+	for _, s := range configSettings {
+		lines = append(lines, s.env+"="+formatValue(reflect.ValueOf(c).Field(s.index)))
+	}
+	return lines
+}
+
+// LogValue logs c with its secrets redacted, so that a Config handed to a
+// logger never leaks them.
+func (c Config) LogValue() slog.Value {
+	r := reflect.ValueOf(c.Redacted())
+	attrs := make([]slog.Attr, 0, len(configSettings))
+	for _, s := range configSettings {
+		attrs = append(attrs, slog.String(s.key, formatValue(r.Field(s.index))))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// formatValue writes one setting the way LoadConfig reads it back.
+func formatValue(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case string:
+		if strings.ContainsAny(x, "\n\"' #") {
+			return strconv.Quote(x)
+		}
+		return x
+	case []string:
+		return strings.Join(x, ",")
+	case time.Duration:
+		return x.String()
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// setting describes one Config field: its koanf key, environment variable
+// and flag name, all derived from the koanf tag.
+type setting struct {
+	index int
+	key   string
+	env   string
+	flag  string
+	kind  reflect.Type
+}
+
+// configSettings lists every field of Config with a koanf tag, in order.
+var configSettings = func() []setting {
+	t := reflect.TypeFor[Config]()
+	var out []setting
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key := f.Tag.Get("koanf")
+		if key == "" {
+			continue
+		}
+		out = append(out, setting{
+			index: i,
+			key:   key,
+			env:   strings.ToUpper(key),
+			flag:  strings.ReplaceAll(key, "_", "-"),
+			kind:  f.Type,
+		})
+	}
+	return out
+}()

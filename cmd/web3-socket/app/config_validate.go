@@ -1,0 +1,173 @@
+package app
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Minimum lengths enforced in production.
+const (
+	minJWTSecretBytes = 32
+	minAPIKeyChars    = 16
+)
+
+// Validate reports every problem of c at once, each naming the variable to
+// fix, joined with errors.Join. Env must already be normalized ("dev" and
+// "prod" are accepted by LoadConfig, not here).
+//
+// In production it refuses a JWT_SECRET shorter than 32 bytes (a missing one
+// only when JWT_PUBLIC_KEY is not set either), a missing API_KEY, and any API
+// key shorter than 16 characters.
+func (c Config) Validate() error {
+	var errs []error
+	fail := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+
+	switch c.Env {
+	case EnvDevelopment, EnvProduction:
+	default:
+		fail("NODE_ENV: %q is not an environment: want development or production", c.Env)
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		fail("PORT: %d is not a TCP port: want 1 to 65535", c.Port)
+	}
+	if c.BackendURL != "" {
+		if err := checkHTTPURL(c.BackendURL); err != nil {
+			fail("BACKEND_URL: %v", err)
+		}
+	}
+
+	if c.Production() {
+		switch {
+		case c.JWTSecret == "" && c.JWTPublicKey == "":
+			fail("JWT_SECRET: required in production (at least %d bytes, e.g. `openssl rand -hex 32`) unless JWT_PUBLIC_KEY is set", minJWTSecretBytes)
+		case c.JWTSecret != "" && len(c.JWTSecret) < minJWTSecretBytes:
+			fail("JWT_SECRET: too short for production: %d bytes, want at least %d", len(c.JWTSecret), minJWTSecretBytes)
+		}
+		if len(c.APIKeys) == 0 {
+			fail("API_KEY: required in production (at least %d characters each, comma-separated for rotation)", minAPIKeyChars)
+		}
+		for i, key := range c.APIKeys {
+			if len(key) < minAPIKeyChars {
+				fail("API_KEY: key #%d is too short for production: %d characters, want at least %d", i+1, len(key), minAPIKeyChars)
+			}
+		}
+	}
+	if c.JWTPublicKey != "" {
+		if err := checkPublicKeyPEM(c.JWTPublicKey); err != nil {
+			fail("JWT_PUBLIC_KEY: %v", err)
+		}
+	}
+
+	if c.CORSOrigin == "" {
+		fail(`CORS_ORIGIN: must not be empty: want "*" or a comma-separated list of origins`)
+	}
+
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		fail("LOG_LEVEL: %q is not a level: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogToFile {
+		if c.LogDir == "" {
+			fail("LOG_DIR: must not be empty when LOG_TO_FILE is true")
+		}
+		if c.LogMaxSize <= 0 {
+			fail("LOG_MAX_SIZE: %d megabytes: want more than 0 when LOG_TO_FILE is true", c.LogMaxSize)
+		}
+		if c.LogMaxFiles <= 0 {
+			fail("LOG_MAX_FILES: %d files: want more than 0 when LOG_TO_FILE is true", c.LogMaxFiles)
+		}
+	}
+
+	switch c.Bus {
+	case "memory", "kafka":
+	case "redis":
+		if c.RedisURL == "" && (c.RedisPort < 1 || c.RedisPort > 65535) {
+			fail("REDIS_PORT: %d is not a TCP port: want 1 to 65535", c.RedisPort)
+		}
+	default:
+		fail("BUS: %q is not a bus: want memory, redis or kafka", c.Bus)
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			fail("REDIS_URL: not a redis://, rediss:// or unix:// URL")
+		}
+	}
+	if c.RedisDB < 0 {
+		fail("REDIS_DB: %d: want 0 or more", c.RedisDB)
+	}
+
+	if c.MaxPayloadBytes <= 0 {
+		fail("MAX_PAYLOAD_BYTES: %d: want more than 0", c.MaxPayloadBytes)
+	}
+	if c.PingInterval <= 0 {
+		fail("PING_INTERVAL: %s: want more than 0", c.PingInterval)
+	}
+	if c.PingTimeout <= 0 {
+		fail("PING_TIMEOUT: %s: want more than 0", c.PingTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		fail("SHUTDOWN_TIMEOUT: %s: want more than 0", c.ShutdownTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// checkHTTPURL accepts an absolute http or https URL with a host.
+func checkHTTPURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", raw)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: want an http:// or https:// URL", raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", raw)
+	}
+	return nil
+}
+
+// checkPublicKeyPEM accepts a PEM "PUBLIC KEY" (PKIX), "RSA PUBLIC KEY"
+// (PKCS #1) or "CERTIFICATE" holding an RSA, ECDSA or Ed25519 key.
+func checkPublicKeyPEM(data string) error {
+	block, _ := pem.Decode([]byte(strings.TrimSpace(data)))
+	if block == nil {
+		return errors.New("not a PEM block (want -----BEGIN PUBLIC KEY-----)")
+	}
+	var key any
+	var err error
+	switch block.Type {
+	case "PUBLIC KEY":
+		key, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	case "CERTIFICATE":
+		var cert *x509.Certificate
+		if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
+			key = cert.PublicKey
+		}
+	default:
+		if strings.Contains(block.Type, "PRIVATE") {
+			return fmt.Errorf("PEM block is a %s: give the public key, never the private one", block.Type)
+		}
+		return fmt.Errorf("PEM block %q is not a public key", block.Type)
+	}
+	if err != nil {
+		return fmt.Errorf("parse %s: %w", block.Type, err)
+	}
+	switch key.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return nil
+	default:
+		return fmt.Errorf("%T is not an RSA, ECDSA or Ed25519 key", key)
+	}
+}

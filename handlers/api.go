@@ -1,0 +1,470 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/web3-socket/web3-socket/bridge"
+	"github.com/web3-socket/web3-socket/schemas"
+)
+
+// Publisher puts envelopes on the bus; a nil error means the bus has them.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, envs ...*schemas.Envelope) error
+}
+
+// Pinger reports whether the bus is reachable.
+type Pinger interface {
+	Kind() string
+	Ping(ctx context.Context) error
+}
+
+// Edge is what the API reads of the Socket.IO side of this instance.
+type Edge interface {
+	LocalStats() bridge.Stats
+	LocalUser(user string) bridge.Presence
+	LocalRooms() map[string]int
+}
+
+// APIConfig configures the REST API.
+type APIConfig struct {
+	Version  string
+	Instance string
+	// Keys are the accepted API keys (several, for rotation).
+	Keys []string
+	// MaxBodyBytes bounds a request body.
+	MaxBodyBytes int64
+	// OutboundTopic and ControlTopic are where the API publishes.
+	OutboundTopic string
+	ControlTopic  string
+	// PublishTimeout bounds one publish; past it the call answers 503.
+	PublishTimeout time.Duration
+	// MaxBatch bounds the messages of one /api/batch call.
+	MaxBatch int
+}
+
+func (c *APIConfig) setDefaults() {
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1000
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+}
+
+// API is the REST API of one instance, plus /health and /ready.
+type API struct {
+	cfg      APIConfig
+	keys     [][sha256.Size]byte
+	pub      Publisher
+	bus      Pinger
+	edge     Edge
+	metrics  *HTTPMetrics
+	log      *slog.Logger
+	started  time.Time
+	mux      *http.ServeMux
+	inflight sync.WaitGroup
+	draining atomic.Bool
+}
+
+// NewAPI returns the REST API.
+func NewAPI(cfg APIConfig, pub Publisher, bus Pinger, edge Edge, metrics *HTTPMetrics, log *slog.Logger) (*API, error) {
+	cfg.setDefaults()
+	if len(cfg.Keys) == 0 {
+		return nil, errors.New("api: at least one API key is required")
+	}
+	a := &API{cfg: cfg, pub: pub, bus: bus, edge: edge, metrics: metrics,
+		log: log.With("component", "api"), started: time.Now(), mux: http.NewServeMux()}
+	for _, k := range cfg.Keys {
+		a.keys = append(a.keys, sha256.Sum256([]byte(k)))
+	}
+	a.routes()
+	return a, nil
+}
+
+// Register mounts the API on mux: /health, /ready and /api/.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.Handle("/health", a.mux)
+	mux.Handle("/ready", a.mux)
+	mux.Handle("/api/", a.mux)
+}
+
+// Drain makes /ready answer 503 so load balancers stop sending traffic.
+func (a *API) Drain() { a.draining.Store(true) }
+
+// Wait waits until the REST calls in flight have answered, or ctx is done.
+func (a *API) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { a.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("api: calls still in flight: %w", ctx.Err())
+	}
+}
+
+// apiRoutes lists the /api routes; the fallback uses it to tell 405 from 404.
+var apiRoutes = []string{
+	"GET /api/status",
+	"GET /api/stats/connections",
+	"POST /api/message",
+	"POST /api/broadcast",
+	"POST /api/batch",
+	"GET /api/users/{userId}",
+	"POST /api/users/{userId}/rooms",
+	"DELETE /api/users/{userId}/rooms/{room}",
+	"POST /api/users/{userId}/disconnect",
+	"GET /api/rooms",
+}
+
+func (a *API) routes() {
+	a.mux.Handle("GET /health", a.observe(a.health))
+	a.mux.Handle("GET /ready", a.observe(a.ready))
+	handlers := map[string]func(*http.Request) (int, any, error){
+		"GET /api/status":                         a.status,
+		"GET /api/stats/connections":              a.connections,
+		"POST /api/message":                       a.message,
+		"POST /api/broadcast":                     a.broadcast,
+		"POST /api/batch":                         a.batch,
+		"GET /api/users/{userId}":                 a.user,
+		"POST /api/users/{userId}/rooms":          a.joinRoom,
+		"DELETE /api/users/{userId}/rooms/{room}": a.leaveRoom,
+		"POST /api/users/{userId}/disconnect":     a.disconnect,
+		"GET /api/rooms":                          a.rooms,
+	}
+	for _, pattern := range apiRoutes {
+		a.mux.Handle(pattern, a.observe(a.authorized(handlers[pattern])))
+	}
+	a.mux.Handle("/api/", a.observe(a.authorized(a.fallback)))
+}
+
+// observe counts the request, measures it and tracks it as in flight.
+func (a *API) observe(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.inflight.Add(1)
+		defer a.inflight.Done()
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		h(rec, r)
+		route := r.Pattern
+		a.metrics.requests.WithLabelValues(r.Method, route, strconv.Itoa(rec.status)).Inc()
+		a.metrics.duration.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// authorized checks the API key, then runs h and writes its answer.
+func (a *API) authorized(h func(*http.Request) (int, any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !a.keyValid(r) {
+			a.metrics.authFailures.Inc()
+			writeError(w, errUnauthorized)
+			return
+		}
+		status, body, err := h(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, status, body)
+	}
+}
+
+func (a *API) keyValid(r *http.Request) bool {
+	key := r.Header.Get("X-API-Key")
+	if key == "" {
+		key, _ = strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	}
+	if key == "" {
+		return false
+	}
+	// Hashing first makes every comparison the same length, so neither the
+	// content nor the length of a key leaks through timing.
+	sum := sha256.Sum256([]byte(key))
+	match := 0
+	for i := range a.keys {
+		match |= subtle.ConstantTimeCompare(sum[:], a.keys[i][:])
+	}
+	return match == 1
+}
+
+func (a *API) fallback(r *http.Request) (int, any, error) {
+	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		if method == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := a.mux.Handler(probe); pattern != "/api/" && pattern != "" {
+			return 0, nil, errMethod
+		}
+	}
+	return 0, nil, errNotFound
+}
+
+func (a *API) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	switch err := a.bus.Ping(ctx); {
+	case a.draining.Load():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "bus": a.bus.Kind(), "reason": "shutting down"})
+	case err != nil:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "bus": a.bus.Kind(), "reason": err.Error()})
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "bus": a.bus.Kind()})
+	}
+}
+
+func (a *API) status(r *http.Request) (int, any, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	return http.StatusOK, map[string]any{
+		"status":        "ok",
+		"version":       a.cfg.Version,
+		"instanceId":    a.cfg.Instance,
+		"uptimeSeconds": time.Since(a.started).Seconds(),
+		"bus":           map[string]any{"kind": a.bus.Kind(), "healthy": a.bus.Ping(ctx) == nil},
+		"connections":   map[string]int{"local": a.edge.LocalStats().Connections},
+	}, nil
+}
+
+func (a *API) connections(*http.Request) (int, any, error) {
+	local := a.edge.LocalStats()
+	counts := map[string]int{"connections": local.Connections, "users": local.Users, "rooms": local.Rooms}
+	// One instance sees the whole cluster until a shared bus brings membership.
+	return http.StatusOK, map[string]any{
+		"local":   counts,
+		"cluster": map[string]int{"connections": local.Connections, "users": local.Users, "rooms": local.Rooms, "instances": 1},
+		"instances": []map[string]any{{
+			"id": a.cfg.Instance, "connections": local.Connections, "users": local.Users, "rooms": local.Rooms,
+			"lastSeen": time.Now().UTC(),
+		}},
+	}, nil
+}
+
+func (a *API) user(r *http.Request) (int, any, error) {
+	id := r.PathValue("userId")
+	p := a.edge.LocalUser(id)
+	instances := []string{}
+	if p.Sockets > 0 {
+		instances = append(instances, a.cfg.Instance)
+	}
+	return http.StatusOK, map[string]any{
+		"userId": id, "online": p.Sockets > 0, "sockets": p.Sockets, "instances": instances, "rooms": p.Rooms,
+	}, nil
+}
+
+func (a *API) rooms(*http.Request) (int, any, error) {
+	local := a.edge.LocalRooms()
+	rooms := make([]map[string]any, 0, len(local))
+	for name, members := range local {
+		rooms = append(rooms, map[string]any{"name": name, "members": members})
+	}
+	sort.Slice(rooms, func(i, j int) bool { return rooms[i]["name"].(string) < rooms[j]["name"].(string) })
+	return http.StatusOK, map[string]any{"rooms": rooms}, nil
+}
+
+// outgoing is the body of /api/message and /api/broadcast, and an item of
+// /api/batch: with userId it goes to that user, with room to that room,
+// with neither to everyone.
+type outgoing struct {
+	UserID *string         `json:"userId"`
+	Room   *string         `json:"room"`
+	Event  string          `json:"event"`
+	Data   json.RawMessage `json:"data"`
+}
+
+func (o outgoing) envelope() (*schemas.Envelope, error) {
+	var to schemas.Target
+	switch {
+	case o.UserID != nil && o.Room != nil:
+		return nil, errors.New("give userId or room, not both")
+	case o.UserID != nil:
+		if *o.UserID == "" {
+			return nil, errors.New("userId must not be empty")
+		}
+		to.Users = []string{*o.UserID}
+	case o.Room != nil:
+		if *o.Room == "" {
+			return nil, errors.New("room must not be empty")
+		}
+		to.Rooms = []string{*o.Room}
+	default:
+		to.All = true
+	}
+	if o.Event == "" {
+		return nil, errors.New("event is required")
+	}
+	env := schemas.NewDeliver(to, o.Event, o.Data)
+	if err := env.Validate(); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+func (a *API) message(r *http.Request) (int, any, error) {
+	var body outgoing
+	if err := a.decode(r, &body); err != nil {
+		return 0, nil, err
+	}
+	if body.UserID == nil {
+		return 0, nil, badRequest("userId is required")
+	}
+	if body.Room != nil {
+		return 0, nil, badRequest("room is not accepted here; use /api/broadcast")
+	}
+	return a.publishOne(r.Context(), a.cfg.OutboundTopic, body)
+}
+
+func (a *API) broadcast(r *http.Request) (int, any, error) {
+	var body outgoing
+	if err := a.decode(r, &body); err != nil {
+		return 0, nil, err
+	}
+	if body.UserID != nil {
+		return 0, nil, badRequest("userId is not accepted here; use /api/message")
+	}
+	return a.publishOne(r.Context(), a.cfg.OutboundTopic, body)
+}
+
+func (a *API) publishOne(ctx context.Context, topic string, body outgoing) (int, any, error) {
+	env, err := body.envelope()
+	if err != nil {
+		return 0, nil, badRequest(err.Error())
+	}
+	if err := a.publish(ctx, topic, env); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusAccepted, map[string]string{"id": env.ID}, nil
+}
+
+func (a *API) batch(r *http.Request) (int, any, error) {
+	var body struct {
+		Messages []outgoing `json:"messages"`
+	}
+	if err := a.decode(r, &body); err != nil {
+		return 0, nil, err
+	}
+	switch n := len(body.Messages); {
+	case n == 0:
+		return 0, nil, badRequest("messages must hold at least one message")
+	case n > a.cfg.MaxBatch:
+		return 0, nil, badRequest(fmt.Sprintf("messages holds %d messages; at most %d are accepted", n, a.cfg.MaxBatch))
+	}
+	// Every item is checked before any is published: a bad item rejects the
+	// whole call and nothing reaches the bus.
+	envs := make([]*schemas.Envelope, len(body.Messages))
+	ids := make([]string, len(body.Messages))
+	for i, m := range body.Messages {
+		env, err := m.envelope()
+		if err != nil {
+			return 0, nil, badRequest(fmt.Sprintf("messages[%d]: %v", i, err))
+		}
+		envs[i], ids[i] = env, env.ID
+	}
+	if err := a.publish(r.Context(), a.cfg.OutboundTopic, envs...); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusAccepted, map[string]any{"ids": ids}, nil
+}
+
+func (a *API) joinRoom(r *http.Request) (int, any, error) {
+	var body struct {
+		Room string `json:"room"`
+	}
+	if err := a.decode(r, &body); err != nil {
+		return 0, nil, err
+	}
+	return a.control(r, schemas.ActionJoin, body.Room)
+}
+
+func (a *API) leaveRoom(r *http.Request) (int, any, error) {
+	return a.control(r, schemas.ActionLeave, r.PathValue("room"))
+}
+
+func (a *API) disconnect(r *http.Request) (int, any, error) {
+	return a.control(r, schemas.ActionDisconnect, "")
+}
+
+func (a *API) control(r *http.Request, action, room string) (int, any, error) {
+	user := r.PathValue("userId")
+	if action != schemas.ActionDisconnect && room == "" {
+		return 0, nil, badRequest("room is required")
+	}
+	env := schemas.NewControl(action, user, room, a.cfg.Instance)
+	if err := env.Validate(); err != nil {
+		return 0, nil, badRequest(err.Error())
+	}
+	if err := a.publish(r.Context(), a.cfg.ControlTopic, env); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusAccepted, map[string]string{"id": env.ID}, nil
+}
+
+func (a *API) publish(ctx context.Context, topic string, envs ...*schemas.Envelope) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.PublishTimeout)
+	defer cancel()
+	return a.pub.Publish(ctx, topic, envs...)
+}
+
+// decode reads a JSON body into v: 415 unless it is JSON, 413 past the size
+// limit, 400 when it does not parse or names an unknown field.
+func (a *API) decode(r *http.Request, v any) error {
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mediaType != "application/json" {
+		return errMediaType
+	}
+	if r.ContentLength > a.cfg.MaxBodyBytes {
+		return errTooLarge(a.cfg.MaxBodyBytes)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, a.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return badRequest("cannot read body: " + err.Error())
+	}
+	if int64(len(body)) > a.cfg.MaxBodyBytes {
+		return errTooLarge(a.cfg.MaxBodyBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("body is not valid JSON for this route: " + err.Error())
+	}
+	if dec.More() {
+		return badRequest("body holds more than one JSON value")
+	}
+	return nil
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,68 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/web3-socket/web3-socket/router"
+	"github.com/web3-socket/web3-socket/schemas"
+)
+
+// Deliverer takes deliver envelopes for the sockets of this instance.
+type Deliverer interface {
+	Enqueue(ctx context.Context, env *schemas.Envelope) error
+}
+
+// Outbound returns the handler of the outbound topic: it validates each
+// envelope and queues it for local delivery. An invalid envelope is a
+// permanent error, so it goes to the poison topic and the stream moves on.
+func Outbound(d Deliverer) router.HandlerFunc {
+	return func(msg *message.Message) error {
+		env, err := decode(msg, schemas.KindDeliver)
+		if err != nil {
+			return err
+		}
+		return d.Enqueue(msg.Context(), env)
+	}
+}
+
+// Members applies cluster commands to the sockets of this instance.
+type Members interface {
+	JoinUser(user, room string)
+	LeaveUser(user, room string)
+	DisconnectUser(user string)
+}
+
+// Control returns the handler of the control topic.
+func Control(m Members) router.HandlerFunc {
+	return func(msg *message.Message) error {
+		env, err := decode(msg, schemas.KindControl)
+		if err != nil {
+			return err
+		}
+		switch env.Action {
+		case schemas.ActionJoin:
+			m.JoinUser(env.UserID, env.Room)
+		case schemas.ActionLeave:
+			m.LeaveUser(env.UserID, env.Room)
+		case schemas.ActionDisconnect:
+			m.DisconnectUser(env.UserID)
+		case schemas.ActionHeartbeat:
+			// Cluster membership arrives with the shared buses.
+		}
+		return nil
+	}
+}
+
+func decode(msg *message.Message, kind schemas.Kind) (*schemas.Envelope, error) {
+	env, err := schemas.Decode(msg.Payload)
+	if err != nil {
+		return nil, err
+	}
+	if env.Kind != kind {
+		return nil, router.Permanent(fmt.Errorf("envelope kind %q does not belong on this topic (want %q)", env.Kind, kind))
+	}
+	return env, nil
+}

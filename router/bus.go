@@ -1,0 +1,83 @@
+// Package router builds the Watermill router and the bus under it: pub/sub
+// construction for each bus kind, topic names, middleware (recoverer, retry,
+// poison queue) and the envelope publisher the edges use.
+package router
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Bus kinds.
+const (
+	KindMemory = "memory"
+	KindRedis  = "redis"
+	KindKafka  = "kafka"
+)
+
+// Bus is the seam between web3-socket and a message broker. The bridge and the
+// handlers only ever see a Bus, so a new broker is a new implementation of
+// this interface and nothing else.
+type Bus interface {
+	// Kind names the implementation: memory, redis or kafka.
+	Kind() string
+	// Publisher publishes to any topic.
+	Publisher() message.Publisher
+	// FanOut returns a subscriber on which this instance sees every message of
+	// a topic, whatever other instances do (outbound, control).
+	FanOut() message.Subscriber
+	// WorkQueue returns a subscriber whose messages are shared among all the
+	// subscribers of the same group across instances (inbound).
+	WorkQueue(group string) message.Subscriber
+	// Ping reports whether the broker is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the broker connections.
+	Close() error
+}
+
+// BusConfig selects and configures a Bus.
+type BusConfig struct {
+	Kind string
+}
+
+// NewBus returns the Bus of the configured kind.
+func NewBus(cfg BusConfig, log *slog.Logger) (Bus, error) {
+	switch cfg.Kind {
+	case "", KindMemory:
+		return newMemoryBus(log), nil
+	case KindRedis, KindKafka:
+		return nil, fmt.Errorf("bus %q: not available in this build yet", cfg.Kind)
+	default:
+		return nil, fmt.Errorf("bus %q: unknown kind (want memory, redis or kafka)", cfg.Kind)
+	}
+}
+
+// Topics holds the topic names, all sharing one prefix.
+type Topics struct {
+	Outbound string
+	Inbound  string
+	Control  string
+	Poison   string
+}
+
+// NewTopics returns the topic names under prefix (for example "socket.").
+func NewTopics(prefix string) Topics {
+	return Topics{
+		Outbound: prefix + "outbound",
+		Inbound:  prefix + "inbound",
+		Control:  prefix + "control",
+		Poison:   prefix + "poison",
+	}
+}
+
+// watermillLogger adapts slog for Watermill, one level quieter: Watermill logs
+// routine events (a message with no subscriber, a handler starting) at info.
+func watermillLogger(log *slog.Logger) watermill.LoggerAdapter {
+	return watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{
+		slog.LevelInfo: slog.LevelDebug,
+	})
+}

@@ -1,0 +1,35 @@
+package router
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics counts what goes through the bus.
+type Metrics struct {
+	published     *prometheus.CounterVec
+	publishErrors *prometheus.CounterVec
+	consumed      *prometheus.CounterVec
+	poisoned      *prometheus.CounterVec
+	handlerErrors *prometheus.CounterVec
+}
+
+// NewMetrics registers the bus metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bus_messages_published_total", Help: "Messages published on the bus, by topic.",
+		}, []string{"topic"}),
+		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bus_publish_errors_total", Help: "Publish calls the bus refused, by topic.",
+		}, []string{"topic"}),
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bus_messages_consumed_total", Help: "Messages consumed from the bus, by topic.",
+		}, []string{"topic"}),
+		poisoned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bus_messages_poisoned_total", Help: "Messages sent to the poison topic, by the topic they came from.",
+		}, []string{"topic"}),
+		handlerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bus_handler_errors_total", Help: "Handler attempts that failed, by topic.",
+		}, []string{"topic"}),
+	}
+	reg.MustRegister(m.published, m.publishErrors, m.consumed, m.poisoned, m.handlerErrors)
+	return m
+}

@@ -1,0 +1,90 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/web3-socket/web3-socket/schemas"
+)
+
+// ErrBusUnavailable reports that the bus did not accept a message; nothing of
+// the failed call was accepted.
+var ErrBusUnavailable = errors.New("bus unavailable")
+
+// Publisher turns envelopes into Watermill messages and publishes them.
+type Publisher struct {
+	pub     message.Publisher
+	metrics *Metrics
+}
+
+// NewPublisher returns a Publisher over pub.
+func NewPublisher(pub message.Publisher, metrics *Metrics) *Publisher {
+	return &Publisher{pub: pub, metrics: metrics}
+}
+
+// Publish validates envs and publishes them, in order, on topic. It returns an
+// error wrapping schemas.ErrInvalid for an invalid envelope (nothing is
+// published then) and one wrapping ErrBusUnavailable when the bus refused them.
+func (p *Publisher) Publish(ctx context.Context, topic string, envs ...*schemas.Envelope) error {
+	msgs := make([]*message.Message, len(envs))
+	for i, env := range envs {
+		msg, err := NewMessage(env)
+		if err != nil {
+			return err
+		}
+		msgs[i] = msg
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("publish %s: %w: %w", topic, ErrBusUnavailable, err)
+	}
+	if err := p.pub.Publish(topic, msgs...); err != nil {
+		p.metrics.publishErrors.WithLabelValues(topic).Inc()
+		return fmt.Errorf("publish %s: %w: %w", topic, ErrBusUnavailable, err)
+	}
+	p.metrics.published.WithLabelValues(topic).Add(float64(len(msgs)))
+	return nil
+}
+
+// NewMessage validates env and wraps it in a Watermill message whose UUID is
+// the envelope id and whose metadata mirrors the routing fields.
+func NewMessage(env *schemas.Envelope) (*message.Message, error) {
+	payload, err := schemas.Encode(env)
+	if err != nil {
+		return nil, err
+	}
+	msg := message.NewMessage(env.ID, payload)
+	md := msg.Metadata
+	md.Set(schemas.MetaKind, string(env.Kind))
+	setIf(md, schemas.MetaEvent, env.Event)
+	setIf(md, schemas.MetaSocket, env.SocketID)
+	setIf(md, schemas.MetaInstance, env.Instance)
+	md.Set(schemas.MetaTS, env.TS.UTC().Format(time.RFC3339Nano))
+	users, rooms := []string{}, []string{}
+	if env.UserID != "" {
+		users = append(users, env.UserID)
+	}
+	if env.Room != "" {
+		rooms = append(rooms, env.Room)
+	}
+	if env.To != nil {
+		users = append(users, env.To.Users...)
+		rooms = append(rooms, env.To.Rooms...)
+		if env.To.All {
+			md.Set("all", "true")
+		}
+	}
+	setIf(md, schemas.MetaUser, strings.Join(users, ","))
+	setIf(md, schemas.MetaRoom, strings.Join(rooms, ","))
+	return msg, nil
+}
+
+func setIf(md message.Metadata, key, value string) {
+	if value != "" {
+		md.Set(key, value)
+	}
+}
