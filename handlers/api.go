@@ -200,8 +200,8 @@ func (a *API) authorized(h func(*http.Request) (int, any, error)) http.HandlerFu
 
 func (a *API) keyValid(r *http.Request) bool {
 	key := r.Header.Get("X-API-Key")
-	if key == "" {
-		key, _ = strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if bearer, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); key == "" && found {
+		key = bearer
 	}
 	if key == "" {
 		return false
@@ -217,15 +217,17 @@ func (a *API) keyValid(r *http.Request) bool {
 }
 
 func (a *API) fallback(r *http.Request) (int, any, error) {
+	var allowed []string
 	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
-		if method == r.Method {
-			continue
-		}
 		probe := r.Clone(r.Context())
 		probe.Method = method
 		if _, pattern := a.mux.Handler(probe); pattern != "/api/" && pattern != "" {
-			return 0, nil, errMethod
+			allowed = append(allowed, method)
 		}
+	}
+	if len(allowed) > 0 {
+		return 0, nil, &apiError{http.StatusMethodNotAllowed, "method_not_allowed",
+			r.Method + " is not allowed here; allowed: " + strings.Join(allowed, ", "), strings.Join(allowed, ", ")}
 	}
 	return 0, nil, errNotFound
 }
@@ -461,7 +463,7 @@ func (a *API) decode(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return badRequest("body is not valid JSON for this route: " + err.Error())
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("body holds more than one JSON value")
 	}
 	return nil

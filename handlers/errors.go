@@ -3,6 +3,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -16,22 +17,22 @@ type apiError struct {
 	status  int
 	code    string
 	message string
+	allow   string // the Allow header of a 405
 }
 
 func (e *apiError) Error() string { return e.message }
 
-func badRequest(msg string) error { return &apiError{http.StatusBadRequest, "bad_request", msg} }
+func badRequest(msg string) error { return &apiError{http.StatusBadRequest, "bad_request", msg, ""} }
 
 var (
-	errUnauthorized = &apiError{http.StatusUnauthorized, "unauthorized", "missing or invalid API key (X-API-Key or Authorization: Bearer)"}
-	errNotFound     = &apiError{http.StatusNotFound, "not_found", "no such route"}
-	errMethod       = &apiError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route"}
-	errMediaType    = &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
+	errUnauthorized = &apiError{http.StatusUnauthorized, "unauthorized", "missing or invalid API key (X-API-Key or Authorization: Bearer)", ""}
+	errNotFound     = &apiError{http.StatusNotFound, "not_found", "no such route", ""}
+	errMediaType    = &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json", ""}
 )
 
 func errTooLarge(limit int64) error {
 	return &apiError{http.StatusRequestEntityTooLarge, "payload_too_large",
-		"request body exceeds MAX_PAYLOAD_BYTES (" + itoa(limit) + " bytes)"}
+		"request body exceeds MAX_PAYLOAD_BYTES (" + itoa(limit) + " bytes)", ""}
 }
 
 // writeError maps err to the REST error model; this is the one place errors
@@ -40,12 +41,15 @@ func writeError(w http.ResponseWriter, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
-	case errors.Is(err, router.ErrBusUnavailable):
-		ae = &apiError{http.StatusServiceUnavailable, "bus_unavailable", "the bus did not accept the message; nothing was published: " + err.Error()}
+	case errors.Is(err, router.ErrBusUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		ae = &apiError{http.StatusServiceUnavailable, "bus_unavailable", "the bus did not accept the message; nothing was published: " + err.Error(), ""}
 	case errors.Is(err, schemas.ErrInvalid):
-		ae = &apiError{http.StatusBadRequest, "bad_request", err.Error()}
+		ae = &apiError{http.StatusBadRequest, "bad_request", err.Error(), ""}
 	default:
-		ae = &apiError{http.StatusInternalServerError, "internal", "internal error"}
+		ae = &apiError{http.StatusInternalServerError, "internal", "internal error", ""}
+	}
+	if ae.allow != "" {
+		w.Header().Set("Allow", ae.allow)
 	}
 	writeJSON(w, ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
 }

@@ -146,8 +146,16 @@ func serve(args []string, stdout, stderr io.Writer) int {
 
 	printBanner(stdout, cfg, gen)
 
+	logger.Debug("configuration", "config", cfg) // Config.LogValue redacts the secrets
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Once shutdown has begun, a second signal gets its default effect and
+	// kills a process whose shutdown hangs.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	if err := app.Run(ctx, cfg, logger, version); err != nil {
 		logger.Error("web3-socket stopped", "err", err)
 		return exitFail
@@ -216,10 +224,12 @@ func bannerHost(host string) string {
 }
 
 func token(args []string, stdout, stderr io.Writer) int {
-	fs := app.NewFlagSet("web3-socket token")
+	fs := pflag.NewFlagSet("web3-socket token", pflag.ContinueOnError)
+	fs.SortFlags = false
 	sub := fs.String("sub", "", "user id, the sub claim (required)")
 	ttl := fs.Duration("ttl", devTokenTTL, "how long the token is valid")
 	rooms := fs.StringSlice("rooms", nil, "room patterns the client may join itself, comma-separated, * as wildcard")
+	fs.AddFlagSet(app.NewFlagSet(fs.Name()))
 	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return code
 	}

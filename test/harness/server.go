@@ -155,6 +155,25 @@ func StartServer(t testing.TB, env map[string]string) *Server {
 	return s
 }
 
+// Attach returns a Server for a web3-socket already listening at baseURL and
+// not started by the harness (an instance run in-process by the test). env
+// holds the settings the test gave it (API_KEY, JWT_SECRET) so that Do,
+// APIKey and JWTSecret work; Signal, Wait and Stop do not apply. It returns
+// once GET /health answers 200.
+func Attach(t testing.TB, baseURL string, env map[string]string) *Server {
+	t.Helper()
+	s := &Server{
+		t:      t,
+		URL:    strings.TrimRight(baseURL, "/"),
+		Env:    env,
+		logs:   &logBuffer{},
+		exited: make(chan struct{}),
+		client: &http.Client{Timeout: 10 * time.Second},
+	}
+	s.waitHealthy()
+	return s
+}
+
 func (s *Server) waitHealthy() {
 	s.t.Helper()
 	deadline := time.Now().Add(StartTimeout)
@@ -207,6 +226,9 @@ func (s *Server) Exited() <-chan struct{} { return s.exited }
 
 // Signal sends sig to the process.
 func (s *Server) Signal(sig os.Signal) error {
+	if s.cmd == nil {
+		return errors.New("harness: this server was not started by the harness")
+	}
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("signal %v to web3-socket: %w", sig, err)
 	}
@@ -219,6 +241,9 @@ var ErrStillRunning = errors.New("web3-socket still running")
 // Wait waits up to timeout for the process to exit and returns its exit code
 // (-1 when it was killed by a signal).
 func (s *Server) Wait(timeout time.Duration) (int, error) {
+	if s.cmd == nil {
+		return 0, errors.New("harness: this server was not started by the harness")
+	}
 	select {
 	case <-s.exited:
 		return s.state.ExitCode(), nil

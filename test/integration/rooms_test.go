@@ -15,8 +15,8 @@ func broadcast(t *testing.T, s *harness.Server, body map[string]any) {
 	}
 }
 
-// message posts to /api/message and fails the test unless it is accepted.
-func message(t *testing.T, s *harness.Server, userID, event string, data any) {
+// postMessage posts to /api/message and fails the test unless it is accepted.
+func postMessage(t *testing.T, s *harness.Server, userID, event string, data any) {
 	t.Helper()
 	status, answer := s.Do("POST", "/api/message", map[string]any{"userId": userID, "event": event, "data": data}, nil)
 	if status != 202 {
@@ -28,7 +28,7 @@ func message(t *testing.T, s *harness.Server, userID, event string, data any) {
 // the server sent to that client before has arrived too.
 func settle(t *testing.T, d *harness.Driver, s *harness.Server, name, userID string) {
 	t.Helper()
-	message(t, s, userID, "sentinel", name)
+	postMessage(t, s, userID, "sentinel", name)
 	expectData(t, d.WaitEvent(name, "sentinel", wait), name)
 }
 

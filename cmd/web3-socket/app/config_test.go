@@ -562,3 +562,28 @@ func ecdsaPEM(t *testing.T) string {
 func ed25519PEM(t *testing.T) string {
 	return pemOf(t, ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public())
 }
+
+func TestEnvExampleDocumentsEverySettingAndLoads(t *testing.T) {
+	example, err := os.ReadFile(filepath.Join("..", "..", "..", ".env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range configSettings {
+		if !strings.Contains(string(example), s.env+"=") {
+			t.Errorf(".env.example does not document %s", s.env)
+		}
+	}
+	isolate(t)
+	writeFile(t, ".env", string(example))
+	cfg, _, err := LoadConfig(nil)
+	if err != nil {
+		t.Fatalf(".env.example does not load: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf(".env.example is not valid: %v", err)
+	}
+	cfg.InstanceID, cfg.JWTSecret, cfg.APIKeys = "", "", nil
+	if !reflect.DeepEqual(cfg, DefaultConfig()) {
+		t.Errorf(".env.example values differ from the defaults:\n got %+v\nwant %+v", cfg, DefaultConfig())
+	}
+}
