@@ -196,6 +196,11 @@ func printBanner(w io.Writer, cfg app.Config, gen app.Generated) {
 		devTokenSub, base, apiKey, devTokenSub)
 	fmt.Fprintf(w, "\n  Receive it in JavaScript (socket.io-client):\n    io(%q, { auth: { token: %q } }).on(\"notification\", (data) => console.log(data));\n\n",
 		base, token)
+	fmt.Fprint(w, "  The README's examples read these two variables; in another shell:\n    export")
+	if gen.APIKey != "" {
+		fmt.Fprintf(w, " API_KEY=%s", gen.APIKey)
+	}
+	fmt.Fprintf(w, " TOKEN=%s\n\n", token)
 	if gen.APIKey != "" || gen.JWTSecret != "" {
 		fmt.Fprint(w, "  Generated secrets change on every start; put them in .env to keep them.\n\n")
 	}

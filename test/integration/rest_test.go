@@ -219,8 +219,8 @@ func TestRESTRoutesBehaveAndAnswerOnlyDocumentedStatuses(t *testing.T) {
 		}
 
 		var stats struct {
-			Local struct{ Connections, Users, Rooms int }
-			Cluster struct{ Connections, Users, Rooms, Instances int }
+			Local     struct{ Connections, Users, Rooms int }
+			Cluster   struct{ Connections, Users, Rooms, Instances int }
 			Instances []struct {
 				ID          string
 				Connections int
