@@ -260,6 +260,7 @@ func TestPublisherReportsBusUnavailable(t *testing.T) {
 
 type failingPublisher struct{}
 
-func (failingPublisher) Publish(string, ...*message.Message) error { return errors.New("connection refused") }
-func (failingPublisher) Close() error                              { return nil }
-
+func (failingPublisher) Publish(string, ...*message.Message) error {
+	return errors.New("connection refused")
+}
+func (failingPublisher) Close() error { return nil }
