@@ -192,8 +192,6 @@ func (b *Bridge) onConnection(args ...any) {
 	b.metrics.connectionsActive.Inc()
 	b.log.Debug("connected", "user", user, "socket", string(s.Id()), "transport", s.Conn().Transport().Name())
 
-	sent := b.metrics.messagesSent
-	s.OnAnyOutgoing(func(...any) { sent.Inc() })
 	s.OnAny(func(args ...any) { b.onEvent(s, claims, args) })
 	_ = s.On("disconnect", func(reason ...any) {
 		b.registry.remove(user, s.Id())

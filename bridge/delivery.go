@@ -4,7 +4,9 @@ import (
 	"context"
 	"time"
 
+	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
 	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
 
 	"github.com/web3-socket/web3-socket/schemas"
 )
@@ -56,40 +58,64 @@ func (b *Bridge) fill(batch []*schemas.Envelope) []*schemas.Envelope {
 	return batch
 }
 
-// deliver writes each envelope of the batch, in order, to its local
-// recipients. The adapter encodes each packet once for all of them.
+// deliver writes a batch to the local sockets. Each envelope is encoded once;
+// its packet is shared by every recipient. Packets are grouped by recipient
+// socket, keeping the batch's order, so each socket gets all of its packets
+// of the batch in one write.
 func (b *Bridge) deliver(batch []*schemas.Envelope) {
 	b.metrics.batchSize.Observe(float64(len(batch)))
 	now := time.Now()
+	nsp := b.io.Sockets()
+	adapter := nsp.Adapter()
+	pending := map[socket.SocketId][]types.BufferInterface{}
+	var order []socket.SocketId
 	for _, env := range batch {
-		op := b.operator(env.To)
-		var err error
-		if len(env.Data) == 0 {
-			err = op.Emit(env.Event)
-		} else {
-			err = op.Emit(env.Event, env.Data)
+		var data []any
+		if len(env.Data) > 0 {
+			data = []any{env.Data}
 		}
-		if err != nil {
-			b.metrics.errors.WithLabelValues("delivery").Inc()
-			b.log.Warn("delivery failed", "id", env.ID, "event", env.Event, "error", err)
-			continue
+		encoded := b.io.Encoder().Encode(&parser.Packet{Type: parser.EVENT, Nsp: nsp.Name(), Data: append([]any{env.Event}, data...)})
+		for _, id := range recipients(adapter, env.To).Keys() {
+			if _, seen := pending[id]; !seen {
+				order = append(order, id)
+			}
+			pending[id] = append(pending[id], encoded...)
 		}
 		b.metrics.deliveryLatency.Observe(now.Sub(env.TS).Seconds())
 	}
+	opts := &socket.WriteOptions{PreEncoded: true}
+	sent := 0
+	for _, id := range order {
+		s, ok := nsp.Sockets().Load(id)
+		if !ok || !s.Connected() {
+			continue
+		}
+		s.Client().WriteToEngine(pending[id], opts)
+		sent += len(pending[id])
+	}
+	b.metrics.messagesSent.Add(float64(sent))
 }
 
-// operator turns a target into a broadcast over the adapter's rooms: users
-// are their private rooms, sockets their own ids.
-func (b *Bridge) operator(to *schemas.Target) *socket.BroadcastOperator {
-	var except []socket.Room
+// recipients resolves a target to the ids of the local sockets it reaches:
+// users are their private rooms, sockets their own ids.
+func recipients(adapter socket.Adapter, to *schemas.Target) *types.Set[socket.SocketId] {
+	in := types.NewSet[socket.Room]()
+	if !to.All {
+		// An empty set asks the adapter for every socket, so a target that
+		// names nobody must not reach it.
+		named := rooms(to.Users, to.Rooms, to.Sockets)
+		if len(named) == 0 {
+			return types.NewSet[socket.SocketId]()
+		}
+		in.Add(named...)
+	}
+	ids := adapter.Sockets(in)
 	if x := to.Except; x != nil {
-		except = rooms(x.Users, x.Rooms, x.Sockets)
+		if out := rooms(x.Users, x.Rooms, x.Sockets); len(out) > 0 {
+			ids.Delete(adapter.Sockets(types.NewSet(out...)).Keys()...)
+		}
 	}
-	op := b.io.Except(except...)
-	if to.All {
-		return op
-	}
-	return op.To(rooms(to.Users, to.Rooms, to.Sockets)...)
+	return ids
 }
 
 func rooms(users, named, sockets []string) []socket.Room {
