@@ -166,7 +166,8 @@ func (b *Bridge) authenticate(s *socket.Socket, next func(*socket.ExtendedError)
 		case errors.Is(err, ErrTokenExpired):
 			reason = ErrTokenExpired
 		}
-		b.metrics.authFailures.WithLabelValues(strings.TrimPrefix(reason.Error(), "unauthorized: ")).Inc()
+		b.metrics.authFailures.WithLabelValues(authReason(reason)).Inc()
+		b.metrics.errors.WithLabelValues(errAuth).Inc()
 		b.log.Debug("connection refused", "reason", reason.Error(), "address", s.Handshake().Address)
 		next(socket.NewExtendedError(reason.Error(), nil))
 		return

@@ -49,7 +49,7 @@ func (b *Bridge) onEvent(s *socket.Socket, claims *Claims, args []any) {
 	b.metrics.messagesReceived.Inc()
 	answer := func(r reply) {
 		if r["ok"] != true {
-			b.metrics.errors.WithLabelValues("client_event").Inc()
+			b.metrics.errors.WithLabelValues(errClientEvent).Inc()
 		}
 		if ack != nil {
 			ack([]any{r}, nil)
@@ -177,6 +177,7 @@ func (b *Bridge) publish(topic string, env *schemas.Envelope) reply {
 		if errors.Is(err, schemas.ErrInvalid) {
 			return fail(err.Error())
 		}
+		b.metrics.errors.WithLabelValues(errPublish).Inc()
 		b.log.Warn("publish failed", "topic", topic, "error", err)
 		return fail("bus unavailable, try again")
 	}

@@ -1,6 +1,17 @@
 package bridge
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Types of socket_errors_total.
+const (
+	errAuth        = "auth"         // a refused connection
+	errClientEvent = "client_event" // a client event answered {ok: false}
+	errPublish     = "publish"      // the bus refused a client event
+)
 
 // Metrics are the Socket.IO edge's Prometheus metrics.
 type Metrics struct {
@@ -43,7 +54,18 @@ func NewMetrics(reg prometheus.Registerer, errors *prometheus.CounterVec) *Metri
 		}),
 		errors: errors,
 	}
+	// Every type is exported from the start, at zero, so that dashboards and
+	// alerts see the series before the first error.
+	for _, t := range []string{errAuth, errClientEvent, errPublish} {
+		errors.WithLabelValues(t)
+	}
+	for _, r := range []error{ErrMissingToken, ErrInvalidToken, ErrTokenExpired} {
+		m.authFailures.WithLabelValues(authReason(r))
+	}
 	reg.MustRegister(m.connectionsTotal, m.connectionsActive, m.messagesSent, m.messagesReceived,
 		m.authFailures, m.deliveryLatency, m.batchSize)
 	return m
 }
+
+// authReason is the auth failure label of a refusal: "missing token", …
+func authReason(err error) string { return strings.TrimPrefix(err.Error(), "unauthorized: ") }

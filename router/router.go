@@ -95,6 +95,10 @@ func (r *Router) HandleWorkQueue(name, topic, group string, fn HandlerFunc) {
 }
 
 func (r *Router) wrap(topic string, fn HandlerFunc) message.NoPublishHandlerFunc {
+	// Export the topic's series at zero before its first message.
+	r.metrics.consumed.WithLabelValues(topic)
+	r.metrics.poisoned.WithLabelValues(topic)
+	r.metrics.handlerErrors.WithLabelValues(topic)
 	return func(msg *message.Message) error {
 		err := fn(msg)
 		if err != nil {
