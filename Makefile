@@ -3,9 +3,10 @@
 GO      ?= go
 NPM     ?= npm
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-# staticcheck 2026.2.x (v0.8.x) is the first release line that reads Go 1.26 code.
+# staticcheck 2026.2.2 (v0.8.2), checked to run with Go 1.26.
 STATICCHECK_VERSION ?= v0.8.2
 
 CLIENT_DIR   := test/client

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
@@ -126,9 +127,20 @@ func (b *Bridge) LeaveUser(user, room string) {
 // server disconnect" and do not reconnect by themselves.
 func (b *Bridge) DisconnectUser(user string) {
 	for _, s := range b.registry.sockets(user) {
-		s.Disconnect(true)
+		// Disconnect(true) would close the transport before the DISCONNECT
+		// packet is flushed, and a client seeing a bare transport close
+		// reconnects. So send the packet and leave the closing to the client
+		// (the official one closes its connection once it has no namespace
+		// left), closing it ourselves after a grace period otherwise.
+		s.Disconnect(false)
+		conn := s.Conn()
+		time.AfterFunc(disconnectGrace, func() { conn.Close(false) })
 	}
 }
+
+// disconnectGrace is how long a client disconnected by the server has to close
+// its connection itself.
+const disconnectGrace = 2 * time.Second
 
 func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))

@@ -108,3 +108,28 @@ func TestNoRoomDeliveryAfterLeave(t *testing.T) {
 		d.AssertNoEvent("c", "headline", quiet)
 	})
 }
+
+// TestJoiningAnotherUsersRoomDoesNotReceiveTheirMessages proves that even a
+// rooms claim of "*" does not let a client into another user's private room:
+// join "user:<other>" is refused or joins a different room, and messages to
+// the other user never reach the client.
+func TestJoiningAnotherUsersRoomDoesNotReceiveTheirMessages(t *testing.T) {
+	t.Parallel()
+	s := harness.StartServer(t, harness.DefaultEnv())
+	forEachMode(t, func(t *testing.T, mode harness.Mode) {
+		d := harness.NewDriver(t)
+		spy, victim := "spy-"+mode.Name, "victim-"+mode.Name
+		connect(t, d, s, mode, "spy", harness.UserToken(t, s.JWTSecret(), spy, []string{"*"}))
+		connect(t, d, s, mode, "victim", harness.UserToken(t, s.JWTSecret(), victim, nil))
+
+		raw := d.MustAck("spy", "join", wait, map[string]any{"room": "user:" + victim})
+		var a ack
+		decode(t, "join user:"+victim+" ack", raw, &a)
+		t.Logf("join user:%s answered %s", victim, raw)
+
+		postMessage(t, s, victim, "private", "for the victim only")
+		expectData(t, d.WaitEvent("victim", "private", wait), "for the victim only")
+		settle(t, d, s, "spy", spy)
+		d.AssertNoEvent("spy", "private", quiet)
+	})
+}
