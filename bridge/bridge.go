@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 
@@ -44,6 +45,11 @@ type Config struct {
 	// bus consumer is held back; MaxBatch is how many are delivered at once.
 	QueueSize int
 	MaxBatch  int
+	// SocketQueueMaxBytes bounds what may wait to be written to one
+	// WebSocket; a socket over it is disconnected as a slow consumer.
+	SocketQueueMaxBytes int
+	// WriteTimeout bounds one write to a WebSocket.
+	WriteTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -67,6 +73,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 256
+	}
+	if c.SocketQueueMaxBytes == 0 {
+		c.SocketQueueMaxBytes = 1 << 20
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
 	}
 }
 
@@ -118,6 +130,11 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 	opts.SetPingTimeout(cfg.PingTimeout)
 	opts.SetMaxHttpBufferSize(cfg.MaxPayloadBytes)
 	opts.SetCors(&types.Cors{Origin: corsOrigin(cfg.CORSOrigin), Credentials: cfg.CORSOrigin != "*"})
+	opts.SetTransports(types.NewSet[transports.TransportCtor](&transports.PollingBuilder{}, &wsTransportCtor{limits: &wsLimits{
+		maxQueueBytes:  cfg.SocketQueueMaxBytes,
+		writeTimeout:   cfg.WriteTimeout,
+		onSlowConsumer: b.onSlowConsumer,
+	}}))
 	b.io = socket.NewServer(nil, opts)
 	b.io.Use(b.authenticate)
 	if err := b.io.On("connection", b.onConnection); err != nil {
@@ -153,6 +170,12 @@ func (b *Bridge) Close() {
 	done := make(chan struct{})
 	b.io.Close(func(error) { close(done) })
 	<-done
+}
+
+func (b *Bridge) onSlowConsumer(sid string, queued int) {
+	b.metrics.slowConsumers.Inc()
+	b.metrics.errors.WithLabelValues(errSlowConsumer).Inc()
+	b.log.Warn("slow consumer disconnected", "engine_sid", sid, "queued_bytes", queued, "limit", b.cfg.SocketQueueMaxBytes)
 }
 
 func (b *Bridge) authenticate(s *socket.Socket, next func(*socket.ExtendedError)) {

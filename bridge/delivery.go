@@ -1,7 +1,10 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
@@ -58,42 +61,88 @@ func (b *Bridge) fill(batch []*schemas.Envelope) []*schemas.Envelope {
 	return batch
 }
 
-// deliver writes a batch to the local sockets. Each envelope is encoded once;
-// its packet is shared by every recipient. Packets are grouped by recipient
-// socket, keeping the batch's order, so each socket gets all of its packets
-// of the batch in one write.
+// encodedPacket is one envelope as its recipients receive it, encoded once.
+type encodedPacket struct {
+	// packet is the Socket.IO packet (`2["event",data]`), for the engine's
+	// own write path (polling, or a socket in the middle of an upgrade).
+	packet []byte
+	// frame is the same packet as a complete WebSocket frame, shared by every
+	// socket on our WebSocket transport.
+	frame wsFrame
+}
+
+// deliver writes a batch to the local sockets. Each envelope is encoded once,
+// and the encoding is shared by every recipient. Packets are grouped by
+// recipient socket, keeping the batch's order, so each socket gets all of its
+// packets of the batch in one write.
 func (b *Bridge) deliver(batch []*schemas.Envelope) {
 	b.metrics.batchSize.Observe(float64(len(batch)))
 	now := time.Now()
 	nsp := b.io.Sockets()
 	adapter := nsp.Adapter()
-	pending := map[socket.SocketId][]types.BufferInterface{}
+	packets := make([]encodedPacket, 0, len(batch))
+	pending := map[socket.SocketId][]int{}
 	var order []socket.SocketId
 	for _, env := range batch {
-		var data []any
-		if len(env.Data) > 0 {
-			data = []any{env.Data}
+		p, err := b.encode(nsp.Name(), env)
+		if err != nil {
+			b.log.Warn("envelope not deliverable", "id", env.ID, "event", env.Event, "error", err)
+			continue
 		}
-		encoded := b.io.Encoder().Encode(&parser.Packet{Type: parser.EVENT, Nsp: nsp.Name(), Data: append([]any{env.Event}, data...)})
+		packets = append(packets, p)
 		for _, id := range recipients(adapter, env.To).Keys() {
 			if _, seen := pending[id]; !seen {
 				order = append(order, id)
 			}
-			pending[id] = append(pending[id], encoded...)
+			pending[id] = append(pending[id], len(packets)-1)
 		}
 		b.metrics.deliveryLatency.Observe(now.Sub(env.TS).Seconds())
 	}
-	opts := &socket.WriteOptions{PreEncoded: true}
 	sent := 0
+	var frames []wsFrame
 	for _, id := range order {
 		s, ok := nsp.Sockets().Load(id)
 		if !ok || !s.Connected() {
 			continue
 		}
-		s.Client().WriteToEngine(pending[id], opts)
-		sent += len(pending[id])
+		indexes := pending[id]
+		sent += len(indexes)
+		if t, direct := s.Conn().Transport().(*wsTransport); direct {
+			frames = frames[:0]
+			for _, i := range indexes {
+				frames = append(frames, packets[i].frame)
+			}
+			t.writeFrames(frames)
+			continue
+		}
+		buffers := make([]types.BufferInterface, len(indexes))
+		for k, i := range indexes {
+			// The engine reads what it is given: each socket gets its own
+			// buffer over a copy.
+			buffers[k] = types.NewStringBuffer(bytes.Clone(packets[i].packet))
+		}
+		s.Client().WriteToEngine(buffers, &socket.WriteOptions{PreEncoded: true})
 	}
 	b.metrics.messagesSent.Add(float64(sent))
+}
+
+// encode encodes env as the Socket.IO EVENT packet its recipients receive.
+func (b *Bridge) encode(nsp string, env *schemas.Envelope) (encodedPacket, error) {
+	args := []any{env.Event}
+	if len(env.Data) > 0 {
+		args = append(args, env.Data)
+	}
+	encoded := b.io.Encoder().Encode(&parser.Packet{Type: parser.EVENT, Nsp: nsp, Data: args})
+	if len(encoded) != 1 {
+		return encodedPacket{}, fmt.Errorf("encoded to %d parts; JSON data encodes to one", len(encoded))
+	}
+	text, isText := encoded[0].(*types.StringBuffer)
+	if !isText {
+		return encodedPacket{}, errors.New("encoded to a binary packet; JSON data encodes to text")
+	}
+	pkt := text.Bytes()
+	// "4" is the Engine.IO message packet type.
+	return encodedPacket{packet: pkt, frame: newTextFrame([]byte{'4'}, pkt)}, nil
 }
 
 // recipients resolves a target to the ids of the local sockets it reaches:

@@ -8,9 +8,10 @@ import (
 
 // Types of socket_errors_total.
 const (
-	errAuth        = "auth"         // a refused connection
-	errClientEvent = "client_event" // a client event answered {ok: false}
-	errPublish     = "publish"      // the bus refused a client event
+	errAuth         = "auth"          // a refused connection
+	errClientEvent  = "client_event"  // a client event answered {ok: false}
+	errPublish      = "publish"       // the bus refused a client event
+	errSlowConsumer = "slow_consumer" // a socket disconnected for its write queue
 )
 
 // Metrics are the Socket.IO edge's Prometheus metrics.
@@ -22,6 +23,7 @@ type Metrics struct {
 	authFailures      *prometheus.CounterVec
 	deliveryLatency   prometheus.Histogram
 	batchSize         prometheus.Histogram
+	slowConsumers     prometheus.Counter
 	errors            *prometheus.CounterVec
 }
 
@@ -52,18 +54,21 @@ func NewMetrics(reg prometheus.Registerer, errors *prometheus.CounterVec) *Metri
 			Name: "socket_delivery_batch_size", Help: "Envelopes delivered per batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "socket_slow_consumers_total", Help: "Sockets disconnected because their write queue passed SOCKET_QUEUE_MAX_BYTES.",
+		}),
 		errors: errors,
 	}
 	// Every type is exported from the start, at zero, so that dashboards and
 	// alerts see the series before the first error.
-	for _, t := range []string{errAuth, errClientEvent, errPublish} {
+	for _, t := range []string{errAuth, errClientEvent, errPublish, errSlowConsumer} {
 		errors.WithLabelValues(t)
 	}
 	for _, r := range []error{ErrMissingToken, ErrInvalidToken, ErrTokenExpired} {
 		m.authFailures.WithLabelValues(authReason(r))
 	}
 	reg.MustRegister(m.connectionsTotal, m.connectionsActive, m.messagesSent, m.messagesReceived,
-		m.authFailures, m.deliveryLatency, m.batchSize)
+		m.authFailures, m.deliveryLatency, m.batchSize, m.slowConsumers)
 	return m
 }
 

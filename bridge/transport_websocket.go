@@ -1,0 +1,313 @@
+package bridge
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	ws "github.com/gorilla/websocket"
+	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/servers/engine/v3/transports"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+)
+
+// The Engine.IO library keeps the protocol; this file owns the WebSocket write
+// path. Its own transport (kept for reference in the library's
+// transports/websocket.go) prepares a gorilla message per socket and packet,
+// writes each packet with its own syscall and deadline, and queues without
+// bound. Here:
+//   - a frame is a complete, unmasked WebSocket frame built once and shared by
+//     every recipient (delivery builds one per envelope);
+//   - each socket's queue is a slice of those shared frames, bounded in bytes;
+//     a socket over the bound is a slow consumer and is disconnected;
+//   - one writer goroutine per socket exists only while there is something to
+//     write, and writes everything queued at each wake-up with one writev and
+//     one deadline;
+//   - an idle socket holds no writer goroutine and no write buffer.
+
+// wsFrame is a complete server-to-client WebSocket frame, shared read-only by
+// every queue it is in.
+type wsFrame []byte
+
+// newTextFrame returns the frame of a text message made of the parts.
+func newTextFrame(parts ...[]byte) wsFrame {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	f := appendFrameHeader(make([]byte, 0, n+10), ws.TextMessage, n)
+	for _, p := range parts {
+		f = append(f, p...)
+	}
+	return f
+}
+
+func newFrame(opcode int, payload []byte) wsFrame {
+	return append(appendFrameHeader(make([]byte, 0, len(payload)+10), opcode, len(payload)), payload...)
+}
+
+// appendFrameHeader appends the header of a final, unmasked frame (RFC 6455
+// section 5.2: servers never mask).
+func appendFrameHeader(b []byte, opcode, n int) []byte {
+	b = append(b, 0x80|byte(opcode))
+	switch {
+	case n < 126:
+		return append(b, byte(n))
+	case n <= 0xFFFF:
+		return binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
+	}
+}
+
+// wsLimits are what every WebSocket transport of a server shares.
+type wsLimits struct {
+	// maxQueueBytes bounds what may wait to be written to one socket.
+	maxQueueBytes int
+	// writeTimeout bounds one flush.
+	writeTimeout time.Duration
+	// onSlowConsumer is told when a socket is disconnected for its queue.
+	onSlowConsumer func(sid string, queued int)
+}
+
+// wsTransportCtor registers wsTransport with the engine in place of the
+// library's WebSocket transport.
+type wsTransportCtor struct{ limits *wsLimits }
+
+func (c *wsTransportCtor) New(ctx *types.HttpContext) transports.Transport {
+	t := &wsTransport{Transport: transports.MakeTransport(), limits: c.limits}
+	t.Prototype(t)
+	t.Construct(ctx)
+	return t
+}
+func (*wsTransportCtor) Name() string          { return transports.WEBSOCKET }
+func (*wsTransportCtor) HandlesUpgrades() bool { return true }
+func (*wsTransportCtor) UpgradesTo() []string  { return nil }
+
+// wsTransport is an Engine.IO transport over one WebSocket connection.
+type wsTransport struct {
+	transports.Transport
+
+	limits      *wsLimits
+	conn        *types.WebSocketConn
+	netConn     net.Conn
+	idleTimeout time.Duration
+
+	mu      sync.Mutex
+	pending []wsFrame // frames waiting for the writer, in order
+	queued  int       // bytes in pending
+	writing bool      // a writer goroutine is running
+	closing bool      // write what is pending, then close
+	closed  bool      // nothing more is accepted
+}
+
+// Construct binds the transport to the upgraded connection in ctx.
+func (t *wsTransport) Construct(ctx *types.HttpContext) {
+	t.Transport.Construct(ctx)
+	t.idleTimeout = ctx.IdleTimeout
+	t.conn = ctx.Websocket
+	t.netConn = t.conn.NetConn()
+
+	// gorilla answers pings and echoes close frames by writing itself; every
+	// write must go through the queue so frames never interleave.
+	t.conn.SetPingHandler(func(data string) error {
+		t.enqueueFront(newFrame(ws.PongMessage, []byte(data)))
+		return nil
+	})
+	t.conn.SetCloseHandler(func(code int, _ string) error {
+		t.enqueue(newFrame(ws.CloseMessage, ws.FormatCloseMessage(code, "")))
+		t.beginClose()
+		return nil
+	})
+	_ = t.conn.Once("close", func(...any) { t.OnClose() })
+
+	t.SetWritable(true)
+	t.SetPerMessageDeflate(nil)
+	transports.StartReader(t, ctx.TransportReadPermission(), t.read)
+}
+
+// Name is the transport's Engine.IO name.
+func (t *wsTransport) Name() string { return transports.WEBSOCKET }
+
+// HandlesUpgrades says polling may upgrade to this transport.
+func (t *wsTransport) HandlesUpgrades() bool { return true }
+
+// read runs in the connection's reader goroutine until the connection ends.
+func (t *wsTransport) read() {
+	defer t.closeConn()
+	for {
+		if t.idleTimeout > 0 {
+			_ = t.conn.SetReadDeadline(time.Now().Add(t.idleTimeout))
+		}
+		mt, r, err := t.conn.NextReader()
+		if err != nil {
+			var ce *ws.CloseError
+			if !errors.As(err, &ce) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
+				t.OnError("websocket error", err)
+			}
+			return
+		}
+		var data types.BufferInterface
+		if mt == ws.BinaryMessage {
+			data = types.NewBytesBuffer(nil)
+		} else {
+			data = types.NewStringBuffer(nil)
+		}
+		if _, err := data.ReadFrom(r); err != nil {
+			t.OnError("websocket read error", err)
+			return
+		}
+		t.OnData(data)
+	}
+}
+
+// Send queues packets from the engine (handshake, pings, Socket.IO packets
+// written through the engine). It never blocks: the transport stays writable,
+// so the engine hands everything over at once instead of buffering it.
+func (t *wsTransport) Send(packets []*packet.Packet) {
+	frames := make([]wsFrame, 0, len(packets))
+	for _, p := range packets {
+		data, err := t.Parser().EncodePacket(p, t.SupportsBinary())
+		if err != nil {
+			t.OnError("websocket encode error", err)
+			return
+		}
+		opcode := ws.TextMessage
+		if _, isText := data.(*types.StringBuffer); !isText {
+			opcode = ws.BinaryMessage
+		}
+		frames = append(frames, newFrame(opcode, data.Bytes()))
+	}
+	t.enqueue(frames...)
+	// The engine runs its send callbacks on drain; its writes are queued, and
+	// the queue is where ordering and backpressure are handled.
+	t.Emit("drain")
+}
+
+// enqueue appends frames to the socket's queue and wakes the writer. A queue
+// over the bound disconnects the socket as a slow consumer.
+func (t *wsTransport) enqueue(frames ...wsFrame) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	for _, f := range frames {
+		t.pending = append(t.pending, f)
+		t.queued += len(f)
+	}
+	t.wakeLocked()
+}
+
+// enqueueFront puts a control frame before everything queued, so heartbeats
+// are not held behind a backlog of messages.
+func (t *wsTransport) enqueueFront(f wsFrame) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.pending = append(t.pending, nil)
+	copy(t.pending[1:], t.pending)
+	t.pending[0] = f
+	t.queued += len(f)
+	t.wakeLocked()
+}
+
+// wakeLocked starts the writer if needed and unlocks t.mu.
+func (t *wsTransport) wakeLocked() {
+	if t.queued > t.limits.maxQueueBytes {
+		queued := t.queued
+		t.closed, t.pending, t.queued = true, nil, 0
+		t.mu.Unlock()
+		if t.limits.onSlowConsumer != nil {
+			t.limits.onSlowConsumer(t.Sid(), queued)
+		}
+		t.closeConn()
+		return
+	}
+	start := !t.writing
+	t.writing = true
+	t.mu.Unlock()
+	if start {
+		go t.writeLoop()
+	}
+}
+
+// writeLoop writes what is queued until the queue is empty, then ends.
+func (t *wsTransport) writeLoop() {
+	var bufs net.Buffers
+	for {
+		t.mu.Lock()
+		frames, closing := t.pending, t.closing
+		t.pending, t.queued = nil, 0
+		if len(frames) == 0 {
+			t.writing = false
+			t.mu.Unlock()
+			if closing {
+				t.closeConn()
+			}
+			return
+		}
+		t.mu.Unlock()
+
+		bufs = bufs[:0]
+		for _, f := range frames {
+			bufs = append(bufs, f)
+		}
+		_ = t.netConn.SetWriteDeadline(time.Now().Add(t.limits.writeTimeout))
+		if _, err := bufs.WriteTo(t.netConn); err != nil {
+			t.mu.Lock()
+			t.closed, t.pending, t.queued, t.writing = true, nil, 0, false
+			t.mu.Unlock()
+			t.closeConn()
+			return
+		}
+	}
+}
+
+// beginClose stops accepting frames and closes the connection once what is
+// queued is written.
+func (t *wsTransport) beginClose() {
+	t.mu.Lock()
+	t.closing = true
+	if t.writing {
+		t.mu.Unlock()
+		return
+	}
+	t.closed = true
+	t.mu.Unlock()
+	t.closeConn()
+}
+
+// closeConn closes the connection; the connection's close event runs OnClose.
+func (t *wsTransport) closeConn() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	_ = t.conn.Close()
+}
+
+// DoClose is the engine closing the transport: queued frames (such as a
+// Socket.IO DISCONNECT packet) are written first.
+func (t *wsTransport) DoClose(fn types.Callable) {
+	if fn != nil {
+		fn()
+	}
+	t.beginClose()
+}
+
+// OnClose marks the transport closed and tells the engine, once.
+func (t *wsTransport) OnClose() {
+	t.mu.Lock()
+	t.closed, t.pending, t.queued = true, nil, 0
+	t.mu.Unlock()
+	t.Transport.OnClose()
+}
+
+// writeFrames queues frames delivered by the bridge, bypassing the engine's
+// packet path: the frames are already encoded and shared by every recipient.
+func (t *wsTransport) writeFrames(frames []wsFrame) { t.enqueue(frames...) }
