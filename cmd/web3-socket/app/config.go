@@ -59,9 +59,13 @@ type Config struct {
 	// MaxPayloadBytes bounds a Socket.IO packet and a REST body.
 	MaxPayloadBytes int64 `koanf:"max_payload_bytes"`
 
-	// PingInterval and PingTimeout are the Engine.IO heartbeat.
+	// PingInterval and PingTimeout are the Engine.IO heartbeat. PingTimeout
+	// must exceed PingInterval: see config_validate.go.
 	PingInterval time.Duration `koanf:"ping_interval"`
 	PingTimeout  time.Duration `koanf:"ping_timeout"`
+	// SocketQueueMaxBytes bounds what may wait to be written to one socket;
+	// a socket over it is disconnected as a slow consumer.
+	SocketQueueMaxBytes int `koanf:"socket_queue_max_bytes"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 }

@@ -138,7 +138,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		"LOG_MAX_SIZE": "20", "LOG_MAX_FILES": "7", "BUS": "kafka", "REDIS_ENABLED": "true", "REDIS_HOST": "redis",
 		"REDIS_PORT": "6380", "REDIS_URL": "redis://r:6379/0", "REDIS_PASSWORD": "pw", "REDIS_DB": "2",
 		"TOPIC_PREFIX": "ws.", "INSTANCE_ID": "i-1", "MAX_PAYLOAD_BYTES": "2048", "PING_INTERVAL": "30s",
-		"PING_TIMEOUT": "15s", "SHUTDOWN_TIMEOUT": "1m",
+		"PING_TIMEOUT": "45s", "SHUTDOWN_TIMEOUT": "1m", "SOCKET_QUEUE_MAX_BYTES": "65536",
 	}
 	cfg, _, err := layers{env: env}.load(t)
 	if err != nil {
@@ -151,7 +151,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		LogMaxSize: 20, LogMaxFiles: 7, Bus: "kafka", RedisEnabled: true, RedisHost: "redis",
 		RedisPort: 6380, RedisURL: "redis://r:6379/0", RedisPassword: "pw", RedisDB: 2,
 		TopicPrefix: "ws.", InstanceID: "i-1", MaxPayloadBytes: 2048, PingInterval: 30 * time.Second,
-		PingTimeout: 15 * time.Second, ShutdownTimeout: time.Minute,
+		PingTimeout: 45 * time.Second, ShutdownTimeout: time.Minute, SocketQueueMaxBytes: 65536,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("\n got %+v\nwant %+v", cfg, want)
@@ -427,6 +427,10 @@ func TestValidate(t *testing.T) {
 		{"zero payload", func(c *Config) { c.MaxPayloadBytes = 0 }, "MAX_PAYLOAD_BYTES: 0"},
 		{"zero ping interval", func(c *Config) { c.PingInterval = 0 }, "PING_INTERVAL: 0s"},
 		{"negative ping timeout", func(c *Config) { c.PingTimeout = -time.Second }, "PING_TIMEOUT: -1s"},
+		{"ping timeout equal to the interval", func(c *Config) { c.PingInterval, c.PingTimeout = 25*time.Second, 25*time.Second }, "PING_TIMEOUT: 25s: must be greater than PING_INTERVAL (25s)"},
+		{"Socket.IO default heartbeat refused", func(c *Config) { c.PingInterval, c.PingTimeout = 25*time.Second, 20*time.Second }, "must be greater than PING_INTERVAL"},
+		{"ping timeout above the interval", func(c *Config) { c.PingInterval, c.PingTimeout = 25*time.Second, 26*time.Second }, ""},
+		{"socket queue bound 0", func(c *Config) { c.SocketQueueMaxBytes = 0 }, "SOCKET_QUEUE_MAX_BYTES: 0"},
 		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "SHUTDOWN_TIMEOUT: 0s"},
 	}
 	for _, tt := range tests {

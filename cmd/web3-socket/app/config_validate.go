@@ -115,6 +115,17 @@ func (c Config) Validate() error {
 	if c.PingTimeout <= 0 {
 		fail("PING_TIMEOUT: %s: want more than 0", c.PingTimeout)
 	}
+	// The Engine.IO library starts the pong timer after writing the ping; a
+	// pong handled in between leaves a timer that only the next ping clears.
+	// With PING_TIMEOUT > PING_INTERVAL the next ping always comes first;
+	// otherwise healthy clients are dropped under load.
+	if c.PingInterval > 0 && c.PingTimeout > 0 && c.PingTimeout <= c.PingInterval {
+		fail("PING_TIMEOUT: %s: must be greater than PING_INTERVAL (%s), or busy servers drop healthy connections "+
+			"(an Engine.IO heartbeat race); for example PING_INTERVAL=25s PING_TIMEOUT=30s", c.PingTimeout, c.PingInterval)
+	}
+	if c.SocketQueueMaxBytes <= 0 {
+		fail("SOCKET_QUEUE_MAX_BYTES: %d: want more than 0", c.SocketQueueMaxBytes)
+	}
 	if c.ShutdownTimeout <= 0 {
 		fail("SHUTDOWN_TIMEOUT: %s: want more than 0", c.ShutdownTimeout)
 	}
