@@ -48,3 +48,25 @@ $(CLIENT_STAMP): $(CLIENT_DIR)/package-lock.json $(CLIENT_DIR)/package.json
 
 clean:
 	rm -rf bin
+
+# make bench: web3-socket against the official Node Socket.IO 4 server
+# (test/bench/node), three scenarios, one report with the ratios. Flags for
+# the generator go in BENCH_FLAGS, e.g. make bench BENCH_FLAGS=-quick:
+#   -quick                smoke sizes (200 clients, 50 broadcasts, 2,000 messages, 1,000 idle)
+#   -servers web3,node    which servers;  -scenarios broadcast,per-user,idle  which scenarios
+#   -broadcast-clients N -broadcasts N -user-clients N -user-messages N -idle-clients N
+#   -idle-settle 30s      idle time before memory is read
+#   -workers 8            concurrent HTTP publishers;  -batch N  N messages per /api/batch (0: one per call)
+#   -rate R               messages/s (0: as fast as answered);  -connect-concurrency 100
+#   -timeout 120s         per scenario and server;  -stall 15s;  -out FILE  also write the report
+# `go run ./test/bench -h` lists them all.
+BENCH_DIR   := test/bench/node
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: ## web3-socket vs Node Socket.IO 4: deliveries/s, latency, KiB/conn, CPU
+	@if [ ! -d $(BENCH_DIR)/node_modules ]; then \
+		echo "cd $(BENCH_DIR) && $(NPM) ci --no-audit --no-fund"; \
+		cd $(BENCH_DIR) && $(NPM) ci --no-audit --no-fund; \
+	fi
+	$(GO) run ./test/bench $(BENCH_FLAGS)

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// environment describes the machine and the software of a run.
+type environment struct {
+	started     time.Time
+	command     string
+	cpus        int
+	cpuModel    string
+	memory      string
+	kernel      string
+	nofile      uint64
+	goVersion   string
+	nodeVersion string
+	socketIO    string
+	web3Version string
+}
+
+// row is one line of a scenario table: a label and how to show one result.
+// ratio, when set, gives the number whose web3-socket / Node ratio is shown.
+type row struct {
+	label string
+	value func(r *result) string
+	ratio func(r *result) float64
+}
+
+func printReport(w io.Writer, env environment, cfg config, targets []target, scenarios []string, results map[string]map[string]*result) {
+	fmt.Fprintf(w, "web3-socket vs Node Socket.IO 4 — make bench, %s\n", env.started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "command:  %s\n", env.command)
+	fmt.Fprintf(w, "machine:  %d CPUs (%s), %s RAM, Linux %s, RLIMIT_NOFILE %d\n", env.cpus, env.cpuModel, env.memory, env.kernel, env.nofile)
+	fmt.Fprintf(w, "software: %s; node %s with socket.io %s; web3-socket %s (BUS=memory, one instance)\n",
+		env.goVersion, env.nodeVersion, env.socketIO, env.web3Version)
+	fmt.Fprintf(w, "setup:    every scenario starts a fresh server on 127.0.0.1; clients and server share the machine;\n")
+	fmt.Fprintf(w, "          client: Go, gorilla/websocket, Engine.IO v4 over WebSocket only; servers with default heartbeat (25 s / 20 s)\n")
+	fmt.Fprintf(w, "          per-scenario timeout %s, stall limit %s\n", cfg.timeout, cfg.stall)
+
+	both := len(targets) == 2
+	for _, sc := range scenarios {
+		fmt.Fprintln(w)
+		var rs []*result
+		for _, t := range targets {
+			rs = append(rs, results[sc][t.key])
+		}
+		fmt.Fprintln(w, scenarioTitle(sc, cfg))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		header := "\t"
+		for _, t := range targets {
+			header += t.name + "\t"
+		}
+		if both {
+			header += "web3/node\t"
+		}
+		fmt.Fprintln(tw, header)
+		rows := rowsOf(sc)
+		width := 0
+		for _, rw := range rows {
+			width = max(width, len([]rune(rw.label)))
+		}
+		for _, rw := range rows {
+			// Labels are padded here so that they read left-aligned while
+			// the numbers are right-aligned.
+			line := fmt.Sprintf("%-*s\t", width, rw.label)
+			for _, r := range rs {
+				line += rw.value(r) + "\t"
+			}
+			if both {
+				line += ratio(rw, rs[0], rs[1]) + "\t"
+			}
+			fmt.Fprintln(tw, line)
+		}
+		tw.Flush()
+		for _, r := range rs {
+			notes := notesOf(r)
+			for _, n := range notes {
+				fmt.Fprintf(w, "  %s: %s\n", r.server, n)
+			}
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Ratios are web3-socket / Node: above 1 is better for deliveries/s, below 1 is better for latency, CPU and memory.")
+}
+
+func scenarioTitle(sc string, cfg config) string {
+	path := "/api/broadcast"
+	if sc == scenarioPerUser {
+		path = "/api/message"
+	}
+	method := (&publisher{workers: cfg.workers, batch: cfg.batch, rate: cfg.rate, path: path}).method()
+	if cfg.rate == 0 && sc != scenarioIdle {
+		method += "\n   unpaced: latency includes time spent queued in the server; a server that delays its REST answer" +
+			"\n   until it has written to the sockets slows the publisher down instead (compare latency at a fixed -rate)"
+	}
+	switch sc {
+	case scenarioBroadcast:
+		return fmt.Sprintf("== broadcast: %s clients × %s broadcasts to everyone = %s deliveries\n   via %s",
+			count(int64(cfg.broadcastClients)), count(int64(cfg.broadcasts)), count(int64(cfg.broadcastClients)*int64(cfg.broadcasts)), method)
+	case scenarioPerUser:
+		return fmt.Sprintf("== per-user: %s clients (users u0…u%d); %s messages, each to one user, round-robin\n   via %s",
+			count(int64(cfg.userClients)), cfg.userClients-1, count(int64(cfg.userMessages)), method)
+	default:
+		return fmt.Sprintf("== idle: %s clients connected (%d at a time), then idle for %s\n   KiB per connection = (VmRSS after idling − VmRSS before connecting) / connected clients",
+			count(int64(cfg.idleClients)), cfg.connectConcurrency, cfg.idleSettle)
+	}
+}
+
+func rowsOf(sc string) []row {
+	connected := row{"clients connected", func(r *result) string {
+		return fmt.Sprintf("%d/%d", r.connected, r.clients)
+	}, nil}
+	connectTime := row{"connect time (s)", func(r *result) string { return seconds(r.connectTime) }, nil}
+	auth := row{"token with wrong secret", func(r *result) string { return r.authCheck }, nil}
+	status := row{"status", func(r *result) string {
+		s, _, _ := strings.Cut(r.status, "\n")
+		return abbreviate([]byte(s))
+	}, nil}
+	serverCPU := row{"server CPU (s)", func(r *result) string { return seconds(r.serverCPU) },
+		func(r *result) float64 { return r.serverCPU.Seconds() }}
+	genCPU := row{"generator CPU (s)", func(r *result) string { return seconds(r.genCPU) }, nil}
+	dropped := row{"connections dropped by server", func(r *result) string { return count(r.dropped) }, nil}
+	peak := row{"server peak RSS (MiB)", func(r *result) string { return fmt.Sprintf("%.1f", mib(r.peakRSS)) },
+		func(r *result) float64 { return mib(r.peakRSS) }}
+
+	if sc == scenarioIdle {
+		return []row{
+			auth, connected, connectTime,
+			{"RSS before (MiB)", func(r *result) string { return fmt.Sprintf("%.1f", mib(r.rssBefore)) }, nil},
+			{"RSS after (MiB)", func(r *result) string { return fmt.Sprintf("%.1f", mib(r.rssAfter)) }, nil},
+			{"KiB per connection", func(r *result) string { return fmt.Sprintf("%.1f", r.kibPerConn()) },
+				func(r *result) float64 { return r.kibPerConn() }},
+			dropped,
+			{"server CPU, connect + idle (s)", serverCPU.value, serverCPU.ratio},
+			genCPU, peak, status,
+		}
+	}
+	return []row{
+		auth, connected, connectTime,
+		{"messages accepted (2xx)", func(r *result) string {
+			return fmt.Sprintf("%d/%d", r.send.nAccepted, r.messages)
+		}, nil},
+		{"publish time (s)", func(r *result) string { return seconds(r.send.end.Sub(r.send.start)) }, nil},
+		{"deliveries expected", func(r *result) string { return count(r.expected) }, nil},
+		{"delivered", func(r *result) string { return count(r.delivered) }, nil},
+		{"lost", func(r *result) string { return count(r.lost) }, nil},
+		{"duplicated", func(r *result) string { return count(r.dups) }, nil},
+		{"unexpected (stray or unconfirmed)", func(r *result) string { return count(r.strays + r.unconfirmed) }, nil},
+		dropped,
+		{"deliveries/s", func(r *result) string { return count(int64(r.rate())) },
+			func(r *result) float64 { return r.rate() }},
+		{"latency p50 (ms)", func(r *result) string { return millis(r.p50) },
+			func(r *result) float64 { return r.p50.Seconds() }},
+		{"latency p99 (ms)", func(r *result) string { return millis(r.p99) },
+			func(r *result) float64 { return r.p99.Seconds() }},
+		{"latency max (ms)", func(r *result) string { return millis(r.max) }, nil},
+		{"first send → last delivery (s)", func(r *result) string { return seconds(r.elapsed) }, nil},
+		serverCPU,
+		{"server CPU per 1,000 deliveries (ms)", func(r *result) string { return millis(r.cpuPerThousand()) },
+			func(r *result) float64 { return r.cpuPerThousand().Seconds() }},
+		genCPU, peak, status,
+	}
+}
+
+func ratio(rw row, web3, node *result) string {
+	if rw.ratio == nil || web3 == nil || node == nil {
+		return ""
+	}
+	a, b := rw.ratio(web3), rw.ratio(node)
+	if a <= 0 || b <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+func notesOf(r *result) []string {
+	var notes []string
+	if _, detail, ok := strings.Cut(r.status, "\n"); ok {
+		notes = append(notes, "status detail: "+abbreviate([]byte(strings.TrimSpace(detail))))
+	}
+	for _, e := range topErrors(r.connectErrs, 5) {
+		notes = append(notes, "connect error: "+e)
+	}
+	for _, e := range topErrors(r.send.errs, 5) {
+		notes = append(notes, "publish error: "+e)
+	}
+	for _, e := range topErrors(r.dropReasons, 5) {
+		notes = append(notes, "dropped: "+e)
+	}
+	if r.status != "ok" && r.scenario != scenarioIdle && r.clients > 0 {
+		notes = append(notes, "counts are partial: a message still in flight when the scenario ended counts as lost")
+	}
+	if r.unconfirmed != 0 {
+		notes = append(notes, fmt.Sprintf("%d deliveries of messages whose request failed", r.unconfirmed))
+	}
+	return notes
+}
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+
+func millis(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+
+// count formats n with thousands separators.
+func count(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
