@@ -140,7 +140,7 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 	if err := b.io.On("connection", b.onConnection); err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	b.handler = b.io.ServeHandler(opts)
+	b.handler = releaseAfterHijack(b.io.ServeHandler(opts))
 	return b, nil
 }
 
