@@ -31,6 +31,7 @@ type config struct {
 
 	broadcastClients, broadcasts int
 	userClients, userMessages    int
+	batchMessages, batchSize     int
 	idleClients                  int
 	idleSettle                   time.Duration
 
@@ -47,11 +48,13 @@ func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	servers := fs.String("servers", "web3,node", "servers to run, comma-separated: web3, node")
-	scenarios := fs.String("scenarios", "broadcast,per-user,idle", "scenarios to run, comma-separated: broadcast, per-user, idle")
+	scenarios := fs.String("scenarios", "broadcast,per-user,per-user-batch,idle", "scenarios to run, comma-separated: broadcast, per-user, per-user-batch, idle")
 	fs.IntVar(&c.broadcastClients, "broadcast-clients", 2000, "clients connected in the broadcast scenario")
 	fs.IntVar(&c.broadcasts, "broadcasts", 500, "broadcasts published in the broadcast scenario")
 	fs.IntVar(&c.userClients, "user-clients", 2000, "clients (distinct users) in the per-user scenario")
 	fs.IntVar(&c.userMessages, "user-messages", 20000, "messages in the per-user scenario, each to one user, round-robin")
+	fs.IntVar(&c.batchMessages, "batch-messages", 200000, "messages of the per-user-batch scenario")
+	fs.IntVar(&c.batchSize, "batch-size", 100, "messages per POST /api/batch in the per-user-batch scenario")
 	fs.IntVar(&c.idleClients, "idle-clients", 10000, "clients connected in the idle scenario")
 	fs.DurationVar(&c.idleSettle, "idle-settle", 30*time.Second, "how long idle clients stay connected before memory is read (30s lets one 25s ping interval pass)")
 	fs.IntVar(&c.workers, "workers", 8, "concurrent HTTP publishers (keep-alive connections)")
@@ -80,6 +83,7 @@ func parseFlags(args []string) (config, error) {
 			"broadcasts":        func() { c.broadcasts = 50 },
 			"user-clients":      func() { c.userClients = 200 },
 			"user-messages":     func() { c.userMessages = 2000 },
+			"batch-messages":    func() { c.batchMessages = 20000 },
 			"idle-clients":      func() { c.idleClients = 1000 },
 			"idle-settle":       func() { c.idleSettle = 3 * time.Second },
 			"timeout":           func() { c.timeout = 60 * time.Second },
@@ -104,18 +108,22 @@ func parseFlags(args []string) (config, error) {
 		}
 	}
 	for _, s := range c.scenarios {
-		if s != scenarioBroadcast && s != scenarioPerUser && s != scenarioIdle {
-			errs = append(errs, fmt.Errorf("-scenarios: %q is not a scenario: want broadcast, per-user or idle", s))
+		if s != scenarioBroadcast && s != scenarioPerUser && s != scenarioPerUserBatch && s != scenarioIdle {
+			errs = append(errs, fmt.Errorf("-scenarios: %q is not a scenario: want broadcast, per-user, per-user-batch or idle", s))
 		}
 	}
 	for name, v := range map[string]int{
 		"broadcast-clients": c.broadcastClients, "broadcasts": c.broadcasts, "user-clients": c.userClients,
 		"user-messages": c.userMessages, "idle-clients": c.idleClients, "workers": c.workers,
+		"batch-messages":      c.batchMessages,
 		"connect-concurrency": c.connectConcurrency,
 	} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("-%s: %d: want at least 1", name, v))
 		}
+	}
+	if c.batchSize < 1 || c.batchSize > 1000 {
+		errs = append(errs, fmt.Errorf("-batch-size: %d: want 1 to 1000", c.batchSize))
 	}
 	if c.batch < 0 || c.batch > 1000 {
 		errs = append(errs, fmt.Errorf("-batch: %d: want 0 to 1000 (the servers accept at most 1,000 per call)", c.batch))

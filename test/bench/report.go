@@ -38,7 +38,7 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 	fmt.Fprintf(w, "software: %s; node %s with socket.io %s; web3-socket %s (BUS=memory, one instance)\n",
 		env.goVersion, env.nodeVersion, env.socketIO, env.web3Version)
 	fmt.Fprintf(w, "setup:    every scenario starts a fresh server on 127.0.0.1; clients and server share the machine;\n")
-	fmt.Fprintf(w, "          client: Go, gorilla/websocket, Engine.IO v4 over WebSocket only; servers with default heartbeat (25 s / 20 s)\n")
+	fmt.Fprintf(w, "          client: Go, gorilla/websocket, Engine.IO v4 over WebSocket only; servers with their default heartbeat\n")
 	fmt.Fprintf(w, "          per-scenario timeout %s, stall limit %s\n", cfg.timeout, cfg.stall)
 
 	both := len(targets) == 2
@@ -83,16 +83,26 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 			}
 		}
 	}
+	for _, t := range targets {
+		single, batched := results[scenarioPerUser][t.key], results[scenarioPerUserBatch][t.key]
+		if single != nil && batched != nil && single.rate() > 0 {
+			fmt.Fprintf(w, "\n%s: POST /api/batch delivers %.1f× the messages/s of one message per call (%.0f vs %.0f)",
+				t.name, batched.rate()/single.rate(), batched.rate(), single.rate())
+		}
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Ratios are web3-socket / Node: above 1 is better for deliveries/s, below 1 is better for latency, CPU and memory.")
 }
 
 func scenarioTitle(sc string, cfg config) string {
-	path := "/api/broadcast"
-	if sc == scenarioPerUser {
+	path, batch := "/api/broadcast", cfg.batch
+	switch sc {
+	case scenarioPerUser:
 		path = "/api/message"
+	case scenarioPerUserBatch:
+		path, batch = "/api/message", cfg.batchSize
 	}
-	method := (&publisher{workers: cfg.workers, batch: cfg.batch, rate: cfg.rate, path: path}).method()
+	method := (&publisher{workers: cfg.workers, batch: batch, rate: cfg.rate, path: path}).method()
 	if cfg.rate == 0 && sc != scenarioIdle {
 		method += "\n   unpaced: latency includes time spent queued in the server; a server that delays its REST answer" +
 			"\n   until it has written to the sockets slows the publisher down instead (compare latency at a fixed -rate)"
@@ -104,6 +114,9 @@ func scenarioTitle(sc string, cfg config) string {
 	case scenarioPerUser:
 		return fmt.Sprintf("== per-user: %s clients (users u0…u%d); %s messages, each to one user, round-robin\n   via %s",
 			count(int64(cfg.userClients)), cfg.userClients-1, count(int64(cfg.userMessages)), method)
+	case scenarioPerUserBatch:
+		return fmt.Sprintf("== per-user-batch: as per-user, %s messages, in batches\n   via %s",
+			count(int64(cfg.batchMessages)), method)
 	default:
 		return fmt.Sprintf("== idle: %s clients connected (%d at a time), then idle for %s\n   KiB per connection = (VmRSS after idling − VmRSS before connecting) / connected clients",
 			count(int64(cfg.idleClients)), cfg.connectConcurrency, cfg.idleSettle)

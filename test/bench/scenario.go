@@ -17,7 +17,10 @@ import (
 const (
 	scenarioBroadcast = "broadcast"
 	scenarioPerUser   = "per-user"
-	scenarioIdle      = "idle"
+	// scenarioPerUserBatch is per-user through POST /api/batch: the ratio of
+	// its rate to per-user's is what batching buys.
+	scenarioPerUserBatch = "per-user-batch"
+	scenarioIdle         = "idle"
 )
 
 var (
@@ -110,10 +113,13 @@ func (b *bench) run(ctx context.Context, t target, name string) result {
 
 	switch name {
 	case scenarioBroadcast:
-		b.delivery(ctx, p, &r, logf, b.cfg.broadcastClients, b.cfg.broadcasts, 0, "/api/broadcast", broadcastItem)
+		b.delivery(ctx, p, &r, logf, b.cfg.broadcastClients, b.cfg.broadcasts, 0, "/api/broadcast", b.cfg.batch, broadcastItem)
 	case scenarioPerUser:
 		n := b.cfg.userClients
-		b.delivery(ctx, p, &r, logf, n, b.cfg.userMessages, n, "/api/message", userItem(n))
+		b.delivery(ctx, p, &r, logf, n, b.cfg.userMessages, n, "/api/message", b.cfg.batch, userItem(n))
+	case scenarioPerUserBatch:
+		n := b.cfg.userClients
+		b.delivery(ctx, p, &r, logf, n, b.cfg.batchMessages, n, "/api/message", b.cfg.batchSize, userItem(n))
 	case scenarioIdle:
 		b.idle(ctx, p, &r, logf)
 	}
@@ -193,7 +199,7 @@ func (b *bench) connectClients(ctx context.Context, p *process, r *result, logf 
 // delivery runs broadcast (stride 0: every client gets every message) or
 // per-user (stride n: message seq goes to user seq mod n) with n clients and
 // total messages.
-func (b *bench) delivery(ctx context.Context, p *process, r *result, logf func(string, ...any), n, total, stride int, path string, item func([]byte, int64, int64) []byte) {
+func (b *bench) delivery(ctx context.Context, p *process, r *result, logf func(string, ...any), n, total, stride int, path string, batch int, item func([]byte, int64, int64) []byte) {
 	slots := total
 	if stride > 0 {
 		slots = (total + stride - 1) / stride
@@ -206,7 +212,7 @@ func (b *bench) delivery(ctx context.Context, p *process, r *result, logf func(s
 	}
 
 	pub := &publisher{
-		base: p.url, apiKey: p.apiKey, workers: b.cfg.workers, batch: b.cfg.batch,
+		base: p.url, apiKey: p.apiKey, workers: b.cfg.workers, batch: batch,
 		path: path, rate: b.cfg.rate, item: item,
 	}
 	r.messages = total
