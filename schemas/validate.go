@@ -5,16 +5,8 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"time"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
-	"github.com/santhosh-tekuri/jsonschema/v6/kind"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 )
 
 // EnvelopeSchemaURL is the $id of the envelope JSON Schema.
@@ -23,8 +15,10 @@ const EnvelopeSchemaURL = "https://github.com/web3-socket/web3-socket/schemas/en
 //go:embed envelope.schema.json
 var envelopeSchema []byte
 
-// EnvelopeSchema returns the envelope JSON Schema (draft 2020-12) as raw JSON.
-// Unknown top-level envelope properties are allowed, for forward compatibility.
+// EnvelopeSchema returns the envelope JSON Schema (draft 2020-12) as raw JSON:
+// the contract for backends not written in Go. Decode and Encode apply the
+// same rules in Go (check.go). Unknown top-level envelope properties are
+// allowed, for forward compatibility.
 func EnvelopeSchema() []byte { return bytes.Clone(envelopeSchema) }
 
 // ErrInvalid is wrapped by every error that reports a malformed or invalid
@@ -71,80 +65,45 @@ func (e *ValidationError) Unwrap() error { return e.cause }
 
 func malformed(err error) error { return &ValidationError{Malformed: true, cause: err} }
 
-func invalid(fields ...FieldError) error { return &ValidationError{Fields: fields} }
-
-// compiledSchema holds the envelope schema, compiled on first use. The schema
-// is immutable once compiled and safe for concurrent validation.
-type compiledSchema struct {
-	schema *jsonschema.Schema
-	// descriptions maps a schema location (JSON Pointer inside the schema
-	// document) to its "description", used as the message for anyOf/oneOf/not
-	// failures, whose raw output ("anyOf failed") would name no cause.
-	descriptions map[string]string
+// invalid returns the error for fields, sorted by field and without repeats.
+func invalid(fields ...FieldError) error {
+	slices.SortFunc(fields, func(a, b FieldError) int {
+		if c := strings.Compare(a.Field, b.Field); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Message, b.Message)
+	})
+	return &ValidationError{Fields: slices.Compact(fields)}
 }
 
-var loadSchema = sync.OnceValues(func() (*compiledSchema, error) {
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(envelopeSchema))
-	if err != nil {
-		return nil, fmt.Errorf("parse envelope schema: %w", err)
-	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.AssertFormat()
-	if err := c.AddResource(EnvelopeSchemaURL, doc); err != nil {
-		return nil, fmt.Errorf("add envelope schema: %w", err)
-	}
-	sch, err := c.Compile(EnvelopeSchemaURL)
-	if err != nil {
-		return nil, fmt.Errorf("compile envelope schema: %w", err)
-	}
-	descs := map[string]string{}
-	collectDescriptions(doc, "", descs)
-	return &compiledSchema{schema: sch, descriptions: descs}, nil
-})
-
-func collectDescriptions(v any, ptr string, out map[string]string) {
-	switch v := v.(type) {
-	case map[string]any:
-		if d, ok := v["description"].(string); ok {
-			out[ptr] = d
-		}
-		for k, child := range v {
-			collectDescriptions(child, ptr+"/"+escapePointer(k), out)
-		}
-	case []any:
-		for i, child := range v {
-			collectDescriptions(child, fmt.Sprintf("%s/%d", ptr, i), out)
-		}
-	}
-}
-
-var printer = message.NewPrinter(language.English)
-
-// Decode parses payload and validates it against the envelope schema. A
-// payload that is not JSON gives an "envelope malformed: …" error; one that
-// breaks the schema gives "envelope invalid: /field: …". Both wrap ErrInvalid.
+// Decode parses payload and checks it against the envelope schema. A payload
+// that is not JSON gives an "envelope malformed: …" error; one that breaks the
+// schema gives "envelope invalid: /field: …". Both wrap ErrInvalid.
 func Decode(payload []byte) (*Envelope, error) {
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
-	if err != nil {
-		return nil, malformed(err)
+	var w wireEnvelope
+	if err := json.Unmarshal(payload, &w); err != nil {
+		// encoding/json checks the syntax of the whole payload first, so a
+		// payload that is not JSON gets a SyntaxError and nothing else.
+		var serr *json.SyntaxError
+		if errors.As(err, &serr) {
+			return nil, malformed(err)
+		}
+		if typeOf(payload) == jsonObject {
+			// Cannot happen: the wire types take any JSON value.
+			return nil, invalid(FieldError{Field: "/", Message: err.Error()})
+		}
 	}
-	if err := validateInstance(inst); err != nil {
-		return nil, err
+	if t := typeOf(payload); t != jsonObject {
+		return nil, invalid(FieldError{Field: "/", Message: "got " + t.String() + ", want object"})
 	}
-	var env Envelope
-	if err := json.Unmarshal(payload, &env); err != nil {
-		// The schema accepted it, so this is a value Go cannot hold (such as
-		// "v": 1.0 or a leap second); still a bad envelope, not a crash.
-		return nil, invalid(unmarshalFieldError(err))
+	if fields := w.check(); fields != nil {
+		return nil, invalid(fields...)
 	}
-	if err := env.checkSemantics(); err != nil {
-		return nil, err
-	}
-	return &env, nil
+	return w.envelope(), nil
 }
 
-// Encode validates e and returns its JSON encoding, ready to publish.
+// Encode checks e against the envelope schema and returns its JSON encoding,
+// ready to publish.
 func Encode(e *Envelope) ([]byte, error) {
 	if e == nil {
 		return nil, invalid(FieldError{Field: "/", Message: "envelope is nil"})
@@ -153,15 +112,9 @@ func Encode(e *Envelope) ([]byte, error) {
 	if err != nil {
 		return nil, malformed(err)
 	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		return nil, malformed(err)
-	}
-	if err := validateInstance(inst); err != nil {
-		return nil, err
-	}
-	if err := e.checkSemantics(); err != nil {
-		return nil, err
+	w := wireOf(e)
+	if fields := w.check(); fields != nil {
+		return nil, invalid(fields...)
 	}
 	return b, nil
 }
@@ -171,106 +124,4 @@ func Encode(e *Envelope) ([]byte, error) {
 func (e *Envelope) Validate() error {
 	_, err := Encode(e)
 	return err
-}
-
-// checkSemantics covers what the schema cannot see: a ts of the zero time is
-// a well-formed date-time, but always a forgotten field.
-func (e *Envelope) checkSemantics() error {
-	if e.TS.IsZero() {
-		return invalid(FieldError{Field: "/ts", Message: "must be set (zero time)"})
-	}
-	return nil
-}
-
-func validateInstance(inst any) error {
-	cs, err := loadSchema()
-	if err != nil {
-		// The schema is embedded and covered by tests; failing here is a
-		// build defect, reported rather than panicking inside a consumer.
-		return fmt.Errorf("envelope schema unusable: %w", err)
-	}
-	err = cs.schema.Validate(inst)
-	if err == nil {
-		return nil
-	}
-	var verr *jsonschema.ValidationError
-	if !errors.As(err, &verr) {
-		return invalid(FieldError{Field: "/", Message: err.Error()})
-	}
-	var fields []FieldError
-	cs.flatten(verr, &fields)
-	slices.SortStableFunc(fields, func(a, b FieldError) int {
-		if c := strings.Compare(a.Field, b.Field); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Message, b.Message)
-	})
-	fields = slices.Compact(fields)
-	if len(fields) == 0 {
-		fields = []FieldError{{Field: "/", Message: verr.Error()}}
-	}
-	return invalid(fields...)
-}
-
-// flatten turns the library's error tree into one line per offending field.
-func (cs *compiledSchema) flatten(e *jsonschema.ValidationError, out *[]FieldError) {
-	loc := pointer(e.InstanceLocation)
-	switch k := e.ErrorKind.(type) {
-	case *kind.Required:
-		for _, m := range k.Missing {
-			*out = append(*out, FieldError{Field: pointer(append(slices.Clone(e.InstanceLocation), m)), Message: "is required"})
-		}
-		return
-	case *kind.AnyOf, *kind.OneOf, *kind.Not:
-		if d, ok := cs.descriptions[fragment(e.SchemaURL)]; ok {
-			*out = append(*out, FieldError{Field: loc, Message: d})
-			return
-		}
-		if _, ok := k.(*kind.Not); ok {
-			*out = append(*out, FieldError{Field: loc, Message: e.ErrorKind.LocalizedString(printer)})
-			return
-		}
-	}
-	if len(e.Causes) == 0 {
-		*out = append(*out, FieldError{Field: loc, Message: e.ErrorKind.LocalizedString(printer)})
-		return
-	}
-	for _, c := range e.Causes {
-		cs.flatten(c, out)
-	}
-}
-
-func unmarshalFieldError(err error) FieldError {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return FieldError{Field: "/" + strings.ReplaceAll(te.Field, ".", "/"), Message: "cannot hold " + te.Value}
-	}
-	var pe *time.ParseError
-	if errors.As(err, &pe) {
-		return FieldError{Field: "/ts", Message: err.Error()}
-	}
-	return FieldError{Field: "/", Message: err.Error()}
-}
-
-func fragment(url string) string {
-	if _, f, ok := strings.Cut(url, "#"); ok {
-		return f
-	}
-	return ""
-}
-
-func pointer(tokens []string) string {
-	if len(tokens) == 0 {
-		return "/"
-	}
-	var sb strings.Builder
-	for _, t := range tokens {
-		sb.WriteByte('/')
-		sb.WriteString(escapePointer(t))
-	}
-	return sb.String()
-}
-
-func escapePointer(t string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(t)
 }
