@@ -57,9 +57,12 @@ func Control(m Members) router.HandlerFunc {
 }
 
 func decode(msg *message.Message, kind schemas.Kind) (*schemas.Envelope, error) {
-	env, err := schemas.Decode(msg.Payload)
-	if err != nil {
-		return nil, err
+	env, inProcess := router.EnvelopeOf(msg)
+	if !inProcess {
+		var err error
+		if env, err = schemas.Decode(msg.Payload); err != nil {
+			return nil, err
+		}
 	}
 	if env.Kind != kind {
 		return nil, router.Permanent(fmt.Errorf("envelope kind %q does not belong on this topic (want %q)", env.Kind, kind))

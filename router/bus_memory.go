@@ -21,6 +21,9 @@ func newMemoryBus(log *slog.Logger) *memoryBus {
 		// the message is queued for delivery, so the wait is short.
 		BlockPublishUntilSubscriberAck: true,
 		OutputChannelBuffer:            1024,
+		// In one process the message can carry the envelope it was built
+		// from (see EnvelopeOf), which spares every handler a decode.
+		PreserveContext: true,
 	}, watermillLogger(log))}
 }
 

@@ -58,6 +58,7 @@ func NewMessage(env *schemas.Envelope) (*message.Message, error) {
 		return nil, err
 	}
 	msg := message.NewMessage(env.ID, payload)
+	msg.SetContext(context.WithValue(msg.Context(), envelopeKey{}, env))
 	md := msg.Metadata
 	md.Set(schemas.MetaKind, string(env.Kind))
 	setIf(md, schemas.MetaEvent, env.Event)
@@ -81,6 +82,17 @@ func NewMessage(env *schemas.Envelope) (*message.Message, error) {
 	setIf(md, schemas.MetaUser, strings.Join(users, ","))
 	setIf(md, schemas.MetaRoom, strings.Join(rooms, ","))
 	return msg, nil
+}
+
+type envelopeKey struct{}
+
+// EnvelopeOf returns the envelope a message was built from, when the message
+// never left this process (the memory bus keeps message contexts). A handler
+// uses it to skip decoding bytes that were validated when published; a message
+// that came over the network has no such envelope and must be decoded.
+func EnvelopeOf(msg *message.Message) (*schemas.Envelope, bool) {
+	env, ok := msg.Context().Value(envelopeKey{}).(*schemas.Envelope)
+	return env, ok
 }
 
 func setIf(md message.Metadata, key, value string) {

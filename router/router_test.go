@@ -264,3 +264,29 @@ func (failingPublisher) Publish(string, ...*message.Message) error {
 	return errors.New("connection refused")
 }
 func (failingPublisher) Close() error { return nil }
+
+func TestEnvelopeTravelsWithInProcessMessagesOnly(t *testing.T) {
+	env := schemas.NewDeliver(schemas.Target{Users: []string{"u1"}}, "ev", json.RawMessage(`1`))
+	msg, err := NewMessage(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := EnvelopeOf(msg); !ok || got != env {
+		t.Fatalf("EnvelopeOf(built message) = %v, %v; want the envelope", got, ok)
+	}
+	if _, ok := EnvelopeOf(message.NewMessage("x", msg.Payload)); ok {
+		t.Fatal("a message made from bytes claims an in-process envelope")
+	}
+	// Through the memory bus the envelope arrives with the message.
+	got := make(chan *message.Message, 1)
+	bus, _, _ := startRouter(t, func(m *message.Message) error { got <- m; return nil })
+	publish(t, bus, msg)
+	select {
+	case m := <-got:
+		if e, ok := EnvelopeOf(m); !ok || e.ID != env.ID {
+			t.Fatalf("after the memory bus: EnvelopeOf = %v, %v", e, ok)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not handled")
+	}
+}
