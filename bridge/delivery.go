@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
@@ -79,10 +80,14 @@ func (b *Bridge) deliver(batch []*schemas.Envelope) {
 	b.metrics.batchSize.Observe(float64(len(batch)))
 	now := time.Now()
 	nsp := b.io.Sockets()
-	adapter := nsp.Adapter()
 	packets := make([]encodedPacket, 0, len(batch))
-	pending := map[socket.SocketId][]int{}
-	var order []socket.SocketId
+	type pendingSocket struct {
+		s       *socket.Socket
+		packets []int
+	}
+	var pending []pendingSocket
+	slot := map[*socket.Socket]int{}
+	var reach []*socket.Socket
 	for _, env := range batch {
 		p, err := b.encode(nsp.Name(), env)
 		if err != nil {
@@ -90,33 +95,36 @@ func (b *Bridge) deliver(batch []*schemas.Envelope) {
 			continue
 		}
 		packets = append(packets, p)
-		for _, id := range recipients(adapter, env.To).Keys() {
-			if _, seen := pending[id]; !seen {
-				order = append(order, id)
+		reach = b.recipients(reach[:0], env.To)
+		for _, s := range reach {
+			i, seen := slot[s]
+			if !seen {
+				i = len(pending)
+				slot[s] = i
+				pending = append(pending, pendingSocket{s: s})
 			}
-			pending[id] = append(pending[id], len(packets)-1)
+			pending[i].packets = append(pending[i].packets, len(packets)-1)
 		}
 		b.metrics.deliveryLatency.Observe(now.Sub(env.TS).Seconds())
 	}
 	sent := 0
 	var frames []wsFrame
-	for _, id := range order {
-		s, ok := nsp.Sockets().Load(id)
-		if !ok || !s.Connected() {
+	for _, ps := range pending {
+		s := ps.s
+		if !s.Connected() {
 			continue
 		}
-		indexes := pending[id]
-		sent += len(indexes)
+		sent += len(ps.packets)
 		if t, direct := s.Conn().Transport().(*wsTransport); direct {
 			frames = frames[:0]
-			for _, i := range indexes {
+			for _, i := range ps.packets {
 				frames = append(frames, packets[i].frame)
 			}
 			t.writeFrames(frames)
 			continue
 		}
-		buffers := make([]types.BufferInterface, len(indexes))
-		for k, i := range indexes {
+		buffers := make([]types.BufferInterface, len(ps.packets))
+		for k, i := range ps.packets {
 			// The engine reads what it is given: each socket gets its own
 			// buffer over a copy.
 			buffers[k] = types.NewStringBuffer(bytes.Clone(packets[i].packet))
@@ -145,38 +153,78 @@ func (b *Bridge) encode(nsp string, env *schemas.Envelope) (encodedPacket, error
 	return encodedPacket{packet: pkt, frame: newTextFrame([]byte{'4'}, pkt)}, nil
 }
 
-// recipients resolves a target to the ids of the local sockets it reaches:
-// users are their private rooms, sockets their own ids.
-func recipients(adapter socket.Adapter, to *schemas.Target) *types.Set[socket.SocketId] {
-	in := types.NewSet[socket.Room]()
-	if !to.All {
-		// An empty set asks the adapter for every socket, so a target that
-		// names nobody must not reach it.
-		named := rooms(to.Users, to.Rooms, to.Sockets)
-		if len(named) == 0 {
-			return types.NewSet[socket.SocketId]()
+// recipients appends to out the local sockets a target reaches: the union of
+// its users, rooms and sockets (or every socket), minus its exclusions.
+func (b *Bridge) recipients(out []*socket.Socket, to *schemas.Target) []*socket.Socket {
+	groups := len(to.Users) + len(to.Rooms) + len(to.Sockets)
+	if to.All {
+		out = b.registry.appendAll(out)
+	} else {
+		for _, u := range to.Users {
+			out = b.registry.appendUser(out, u)
 		}
-		in.Add(named...)
+		for _, r := range to.Rooms {
+			out = b.appendRoom(out, namedRoom(r))
+		}
+		for _, id := range to.Sockets {
+			if s, ok := b.io.Sockets().Sockets().Load(socket.SocketId(id)); ok {
+				out = append(out, s)
+			}
+		}
 	}
-	ids := adapter.Sockets(in)
+	if groups > 1 {
+		// A socket reached twice (a user's socket in a named room, say) gets
+		// the packet once.
+		out = dedupe(out)
+	}
 	if x := to.Except; x != nil {
-		if out := rooms(x.Users, x.Rooms, x.Sockets); len(out) > 0 {
-			ids.Delete(adapter.Sockets(types.NewSet(out...)).Keys()...)
+		var excluded []*socket.Socket
+		for _, u := range x.Users {
+			excluded = b.registry.appendUser(excluded, u)
 		}
-	}
-	return ids
-}
-
-func rooms(users, named, sockets []string) []socket.Room {
-	out := make([]socket.Room, 0, len(users)+len(named)+len(sockets))
-	for _, u := range users {
-		out = append(out, userRoom(u))
-	}
-	for _, r := range named {
-		out = append(out, namedRoom(r))
-	}
-	for _, s := range sockets {
-		out = append(out, socket.Room(s))
+		for _, r := range x.Rooms {
+			excluded = b.appendRoom(excluded, namedRoom(r))
+		}
+		for _, id := range x.Sockets {
+			if s, ok := b.io.Sockets().Sockets().Load(socket.SocketId(id)); ok {
+				excluded = append(excluded, s)
+			}
+		}
+		if len(excluded) <= 8 {
+			out = slices.DeleteFunc(out, func(s *socket.Socket) bool { return slices.Contains(excluded, s) })
+		} else {
+			drop := make(map[*socket.Socket]struct{}, len(excluded))
+			for _, s := range excluded {
+				drop[s] = struct{}{}
+			}
+			out = slices.DeleteFunc(out, func(s *socket.Socket) bool { _, x := drop[s]; return x })
+		}
 	}
 	return out
+}
+
+// appendRoom appends the local members of an adapter room.
+func (b *Bridge) appendRoom(out []*socket.Socket, room socket.Room) []*socket.Socket {
+	members, ok := b.io.Sockets().Adapter().Rooms().Load(room)
+	if !ok {
+		return out
+	}
+	sockets := b.io.Sockets().Sockets()
+	for _, id := range members.Keys() {
+		if s, ok := sockets.Load(id); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func dedupe(sockets []*socket.Socket) []*socket.Socket {
+	seen := make(map[*socket.Socket]struct{}, len(sockets))
+	return slices.DeleteFunc(sockets, func(s *socket.Socket) bool {
+		if _, dup := seen[s]; dup {
+			return true
+		}
+		seen[s] = struct{}{}
+		return false
+	})
 }

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -54,6 +55,29 @@ func (r *registry) sockets(user string) []*socket.Socket {
 	out := make([]*socket.Socket, 0, len(r.users[user]))
 	for _, s := range r.users[user] {
 		out = append(out, s)
+	}
+	return out
+}
+
+// appendUser appends the user's sockets to out.
+func (r *registry) appendUser(out []*socket.Socket, user string) []*socket.Socket {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, s := range r.users[user] {
+		out = append(out, s)
+	}
+	return out
+}
+
+// appendAll appends every socket to out.
+func (r *registry) appendAll(out []*socket.Socket) []*socket.Socket {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out = slices.Grow(out, r.count)
+	for _, sockets := range r.users {
+		for _, s := range sockets {
+			out = append(out, s)
+		}
 	}
 	return out
 }

@@ -184,9 +184,9 @@ func TestSlowConsumerIsDisconnectedAndMemoryStaysBounded(t *testing.T) {
 	const (
 		fast    = 3
 		count   = 640
-		per     = 16
+		per     = 4
 		pad     = 32 << 10 // 32 KiB a message: 20 MiB in all
-		maxQ    = 256 << 10
+		maxQ    = 2 << 20  // well above one call's 128 KiB, so fast clients never reach it
 		settled = 30 * time.Second
 	)
 	env := harness.DefaultEnv()
