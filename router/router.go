@@ -72,7 +72,8 @@ func New(cfg Config, bus Bus, metrics *Metrics, log *slog.Logger) (*Router, erro
 		return nil, fmt.Errorf("router: poison queue: %w", err)
 	}
 	retry := middleware.Retry{
-		MaxRetries:      cfg.MaxRetries,
+		// retryOnFailure makes the first attempt itself.
+		MaxRetries:      cfg.MaxRetries - 1,
 		InitialInterval: cfg.RetryInterval,
 		MaxInterval:     cfg.RetryInterval * 16,
 		Multiplier:      2,
@@ -80,7 +81,7 @@ func New(cfg Config, bus Bus, metrics *Metrics, log *slog.Logger) (*Router, erro
 	}
 	// Outermost first: count, poison what survives the retries (and count it),
 	// retry, and turn panics into errors so they take the same road.
-	wm.AddMiddleware(countConsumed(metrics), poison, countPoisoned(metrics), retry.Middleware, middleware.Recoverer)
+	wm.AddMiddleware(countConsumed(metrics), poison, countPoisoned(metrics), retryOnFailure(retry), middleware.Recoverer)
 	return &Router{wm: wm, bus: bus, metrics: metrics}, nil
 }
 
@@ -131,6 +132,23 @@ func Permanent(err error) error { return &PermanentError{Err: err} }
 func IsPermanent(err error) bool {
 	var p *PermanentError
 	return errors.As(err, &p) || errors.Is(err, schemas.ErrInvalid)
+}
+
+// retryOnFailure runs the handler once and hands it to Watermill's retry
+// middleware only when that attempt failed with an error worth retrying: the
+// retry middleware sets up its backoff for every message, which costs more
+// than handling a message that succeeds at once (nearly all of them).
+func retryOnFailure(retry middleware.Retry) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		retried := retry.Middleware(h)
+		return func(msg *message.Message) ([]*message.Message, error) {
+			msgs, err := h(msg)
+			if err == nil || IsPermanent(err) {
+				return msgs, err
+			}
+			return retried(msg)
+		}
+	}
 }
 
 func countPoisoned(m *Metrics) message.HandlerMiddleware {

@@ -148,6 +148,27 @@ func TestTransientErrorIsRetriedThenHandled(t *testing.T) {
 	}
 }
 
+func TestTransientErrorIsRetriedMaxRetriesTimesThenPoisoned(t *testing.T) {
+	var mu sync.Mutex
+	attempts := 0
+	bus, _, poisoned := startRouter(t, func(*message.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts++
+		return errors.New("still down")
+	})
+	publish(t, bus, deliver(t, 1))
+	p := waitPoison(t, poisoned)
+	if got := p.Metadata.Get(middleware.ReasonForPoisonedKey); got != "still down" {
+		t.Fatalf("reason %q", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := 1 + 3; attempts != want { // the first attempt and the default 3 retries
+		t.Fatalf("attempts = %d, want %d", attempts, want)
+	}
+}
+
 func TestPermanentErrorIsNotRetried(t *testing.T) {
 	var mu sync.Mutex
 	attempts := 0
