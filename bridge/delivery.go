@@ -3,12 +3,10 @@ package bridge
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 
@@ -134,23 +132,23 @@ func (b *Bridge) deliver(batch []*schemas.Envelope) {
 	b.metrics.messagesSent.Add(float64(sent))
 }
 
-// encode encodes env as the Socket.IO EVENT packet its recipients receive.
+// encode encodes env as the Socket.IO EVENT packet its recipients receive:
+// `2["event",data]` (Socket.IO v5, default namespace, no ack id), written by
+// hand since the data is already JSON.
 func (b *Bridge) encode(nsp string, env *schemas.Envelope) (encodedPacket, error) {
-	args := []any{env.Event}
+	if nsp != "/" {
+		return encodedPacket{}, fmt.Errorf("namespace %q: only the default namespace is served", nsp)
+	}
+	p := make([]byte, 0, len(env.Event)+len(env.Data)+8)
+	p = append(p, '2', '[')
+	p = schemas.AppendJSONString(p, env.Event)
 	if len(env.Data) > 0 {
-		args = append(args, env.Data)
+		p = append(p, ',')
+		p = append(p, env.Data...)
 	}
-	encoded := b.io.Encoder().Encode(&parser.Packet{Type: parser.EVENT, Nsp: nsp, Data: args})
-	if len(encoded) != 1 {
-		return encodedPacket{}, fmt.Errorf("encoded to %d parts; JSON data encodes to one", len(encoded))
-	}
-	text, isText := encoded[0].(*types.StringBuffer)
-	if !isText {
-		return encodedPacket{}, errors.New("encoded to a binary packet; JSON data encodes to text")
-	}
-	pkt := text.Bytes()
+	p = append(p, ']')
 	// "4" is the Engine.IO message packet type.
-	return encodedPacket{packet: pkt, frame: newTextFrame([]byte{'4'}, pkt)}, nil
+	return encodedPacket{packet: p, frame: newTextFrame([]byte{'4'}, p)}, nil
 }
 
 // recipients appends to out the local sockets a target reaches: the union of

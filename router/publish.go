@@ -59,6 +59,7 @@ func NewMessage(env *schemas.Envelope) (*message.Message, error) {
 	}
 	msg := message.NewMessage(env.ID, payload)
 	msg.SetContext(context.WithValue(msg.Context(), envelopeKey{}, env))
+	msg.Metadata = make(message.Metadata, 8) // sized for the fields below
 	md := msg.Metadata
 	md.Set(schemas.MetaKind, string(env.Kind))
 	setIf(md, schemas.MetaEvent, env.Event)

@@ -88,6 +88,10 @@ func dropLeadingComma(b []byte, n int) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it.
+func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
+
 // appendString appends s as a JSON string the way encoding/json does: control
 // characters, quotes, backslashes, <, >, & and U+2028/U+2029 escaped, invalid
 // UTF-8 replaced by U+FFFD.
