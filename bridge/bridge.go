@@ -217,10 +217,19 @@ func (b *Bridge) onConnection(args ...any) {
 	b.log.Debug("connected", "user", user, "socket", string(s.Id()), "transport", s.Conn().Transport().Name())
 
 	s.OnAny(func(args ...any) { b.onEvent(s, claims, args) })
-	_ = s.On("disconnect", func(reason ...any) {
+	_ = s.On("disconnect", func(args ...any) {
 		b.registry.remove(user, s.Id())
 		b.metrics.connectionsActive.Dec()
-		b.log.Debug("disconnected", "user", user, "socket", string(s.Id()), "reason", reason)
+		var reason string
+		if len(args) > 0 {
+			reason, _ = args[0].(string)
+		}
+		level := slog.LevelDebug
+		if reason == "ping timeout" || reason == "transport error" {
+			// The server gave up on the client: worth seeing at info.
+			level = slog.LevelInfo
+		}
+		b.log.Log(context.Background(), level, "disconnected", "user", user, "socket", string(s.Id()), "reason", reason)
 	})
 }
 
