@@ -24,6 +24,7 @@ require (
 	github.com/zishang520/socket.io/v3 v3.0.6
 	go.yaml.in/yaml/v3 v3.0.5
 	golang.org/x/text v0.42.0
+	golang.org/x/time v0.16.0
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1
 )
 

@@ -15,6 +15,7 @@ import (
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
+	"golang.org/x/time/rate"
 
 	"github.com/web3-socket/web3-socket/schemas"
 )
@@ -50,6 +51,13 @@ type Config struct {
 	SocketQueueMaxBytes int
 	// WriteTimeout bounds one write to a WebSocket.
 	WriteTimeout time.Duration
+	// EventRate and EventBurst are each user's token bucket for client
+	// events, shared by all of its sockets; EventRate 0 turns it off.
+	EventRate  float64
+	EventBurst int
+	// MaxConnectionsPerUser bounds one user's sockets on this instance; 0 is
+	// no bound.
+	MaxConnectionsPerUser int
 }
 
 func (c *Config) setDefaults() {
@@ -79,6 +87,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.EventRate > 0 && c.EventBurst == 0 {
+		c.EventBurst = int(max(1, 2*c.EventRate))
 	}
 }
 
@@ -120,7 +131,7 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 		pub:      pub,
 		log:      log.With("component", "bridge"),
 		metrics:  metrics,
-		registry: newRegistry(),
+		registry: newRegistry(limiterFactory(cfg.EventRate, cfg.EventBurst)),
 		queue:    make(chan *schemas.Envelope, cfg.QueueSize),
 	}
 
@@ -156,6 +167,16 @@ func corsOrigin(origin string) any {
 	}
 	return origins
 }
+
+func limiterFactory(perSecond float64, burst int) func() *rate.Limiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	return func() *rate.Limiter { return rate.NewLimiter(rate.Limit(perSecond), burst) }
+}
+
+// ErrTooManyConnections refuses a connection past MaxConnectionsPerUser.
+var ErrTooManyConnections = errors.New("forbidden: too many connections for this user")
 
 // Handler serves /socket.io/.
 func (b *Bridge) Handler() http.Handler { return b.handler }
@@ -193,6 +214,14 @@ func (b *Bridge) authenticate(s *socket.Socket, next func(*socket.ExtendedError)
 		b.metrics.errors.WithLabelValues(errAuth).Inc()
 		b.log.Debug("connection refused", "reason", reason.Error(), "address", s.Handshake().Address)
 		next(socket.NewExtendedError(reason.Error(), nil))
+		return
+	}
+	if limit := b.cfg.MaxConnectionsPerUser; limit > 0 && b.registry.connections(claims.Subject) >= limit {
+		// Checked before the socket is added, so two connections racing for
+		// the last place may both get it: the bound is exact to within the
+		// connections made at the same instant.
+		b.metrics.errors.WithLabelValues(errConnectionLimit).Inc()
+		next(socket.NewExtendedError(ErrTooManyConnections.Error(), nil))
 		return
 	}
 	s.SetData(claims)

@@ -59,6 +59,13 @@ func (b *Bridge) onEvent(s *socket.Socket, claims *Claims, args []any) {
 		answer(fail("server is shutting down"))
 		return
 	}
+	if !b.registry.allow(claims.Subject) {
+		b.metrics.errors.WithLabelValues(errRateLimited).Inc()
+		if ack != nil {
+			ack([]any{fail("rate limited: too many events, slow down")}, nil)
+		}
+		return
+	}
 	switch event {
 	case EventJoin:
 		answer(b.join(s, claims, args))

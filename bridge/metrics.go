@@ -8,10 +8,12 @@ import (
 
 // Types of socket_errors_total.
 const (
-	errAuth         = "auth"          // a refused connection
-	errClientEvent  = "client_event"  // a client event answered {ok: false}
-	errPublish      = "publish"       // the bus refused a client event
-	errSlowConsumer = "slow_consumer" // a socket disconnected for its write queue
+	errAuth            = "auth"             // a refused connection
+	errClientEvent     = "client_event"     // a client event answered {ok: false}
+	errPublish         = "publish"          // the bus refused a client event
+	errSlowConsumer    = "slow_consumer"    // a socket disconnected for its write queue
+	errRateLimited     = "rate_limited"     // a client event over the user's budget
+	errConnectionLimit = "connection_limit" // a connection past the per-user bound
 )
 
 // Metrics are the Socket.IO edge's Prometheus metrics.
@@ -61,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer, errors *prometheus.CounterVec) *Metri
 	}
 	// Every type is exported from the start, at zero, so that dashboards and
 	// alerts see the series before the first error.
-	for _, t := range []string{errAuth, errClientEvent, errPublish, errSlowConsumer} {
+	for _, t := range []string{errAuth, errClientEvent, errPublish, errSlowConsumer, errRateLimited, errConnectionLimit} {
 		errors.WithLabelValues(t)
 	}
 	for _, r := range []error{ErrMissingToken, ErrInvalidToken, ErrTokenExpired} {

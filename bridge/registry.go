@@ -9,62 +9,92 @@ import (
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
+	"golang.org/x/time/rate"
 )
 
-// registry tracks which sockets each user has on this instance.
+// registry tracks which sockets each user has on this instance, and each
+// user's event budget.
 type registry struct {
-	mu    sync.RWMutex
-	users map[string]map[socket.SocketId]*socket.Socket
-	count int
+	mu         sync.RWMutex
+	users      map[string]*userEntry
+	count      int
+	newLimiter func() *rate.Limiter // nil: events are not limited
 }
 
-func newRegistry() *registry {
-	return &registry{users: map[string]map[socket.SocketId]*socket.Socket{}}
+type userEntry struct {
+	sockets map[socket.SocketId]*socket.Socket
+	// limiter is the user's token bucket, shared by all of its sockets.
+	limiter *rate.Limiter
+}
+
+func newRegistry(newLimiter func() *rate.Limiter) *registry {
+	return &registry{users: map[string]*userEntry{}, newLimiter: newLimiter}
 }
 
 func (r *registry) add(user string, s *socket.Socket) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	sockets := r.users[user]
-	if sockets == nil {
-		sockets = map[socket.SocketId]*socket.Socket{}
-		r.users[user] = sockets
+	e := r.users[user]
+	if e == nil {
+		e = &userEntry{sockets: map[socket.SocketId]*socket.Socket{}}
+		if r.newLimiter != nil {
+			e.limiter = r.newLimiter()
+		}
+		r.users[user] = e
 	}
-	sockets[s.Id()] = s
+	e.sockets[s.Id()] = s
 	r.count++
 }
 
 func (r *registry) remove(user string, id socket.SocketId) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	sockets := r.users[user]
-	if _, found := sockets[id]; !found {
+	e := r.users[user]
+	if e == nil {
 		return
 	}
-	delete(sockets, id)
+	if _, found := e.sockets[id]; !found {
+		return
+	}
+	delete(e.sockets, id)
 	r.count--
-	if len(sockets) == 0 {
+	if len(e.sockets) == 0 {
 		delete(r.users, user)
 	}
 }
 
-// sockets returns a snapshot of the user's sockets.
-func (r *registry) sockets(user string) []*socket.Socket {
+// connections returns how many sockets the user has here.
+func (r *registry) connections(user string) int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make([]*socket.Socket, 0, len(r.users[user]))
-	for _, s := range r.users[user] {
-		out = append(out, s)
+	if e := r.users[user]; e != nil {
+		return len(e.sockets)
 	}
-	return out
+	return 0
+}
+
+// allow takes one event from the user's budget and reports whether there was
+// one.
+func (r *registry) allow(user string) bool {
+	r.mu.RLock()
+	e := r.users[user]
+	r.mu.RUnlock()
+	return e == nil || e.limiter == nil || e.limiter.Allow()
+}
+
+// sockets returns a snapshot of the user's sockets.
+func (r *registry) sockets(user string) []*socket.Socket {
+	return r.appendUser(nil, user)
 }
 
 // appendUser appends the user's sockets to out.
 func (r *registry) appendUser(out []*socket.Socket, user string) []*socket.Socket {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	for _, s := range r.users[user] {
-		out = append(out, s)
+	if e := r.users[user]; e != nil {
+		for _, s := range e.sockets {
+			out = append(out, s)
+		}
 	}
 	return out
 }
@@ -74,8 +104,8 @@ func (r *registry) appendAll(out []*socket.Socket) []*socket.Socket {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	out = slices.Grow(out, r.count)
-	for _, sockets := range r.users {
-		for _, s := range sockets {
+	for _, e := range r.users {
+		for _, s := range e.sockets {
 			out = append(out, s)
 		}
 	}

@@ -54,15 +54,18 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 	pub := router.NewPublisher(bus.Publisher(), busMetrics)
 
 	edge, err := bridge.New(bridge.Config{
-		Instance:            cfg.InstanceID,
-		Auth:                bridge.AuthConfig{Secret: cfg.JWTSecret, PublicKeyPEM: cfg.JWTPublicKey, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience},
-		CORSOrigin:          cfg.CORSOrigin,
-		MaxPayloadBytes:     cfg.MaxPayloadBytes,
-		PingInterval:        cfg.PingInterval,
-		PingTimeout:         cfg.PingTimeout,
-		OutboundTopic:       topics.Outbound,
-		SocketQueueMaxBytes: cfg.SocketQueueMaxBytes,
-		InboundTopic:        topics.Inbound,
+		Instance:              cfg.InstanceID,
+		Auth:                  bridge.AuthConfig{Secret: cfg.JWTSecret, PublicKeyPEM: cfg.JWTPublicKey, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience},
+		CORSOrigin:            cfg.CORSOrigin,
+		MaxPayloadBytes:       cfg.MaxPayloadBytes,
+		PingInterval:          cfg.PingInterval,
+		PingTimeout:           cfg.PingTimeout,
+		OutboundTopic:         topics.Outbound,
+		SocketQueueMaxBytes:   cfg.SocketQueueMaxBytes,
+		EventRate:             cfg.EventRateLimit,
+		EventBurst:            cfg.EventRateBurst,
+		MaxConnectionsPerUser: cfg.MaxConnectionsPerUser,
+		InboundTopic:          topics.Inbound,
 	}, pub, bridge.NewMetrics(reg, socketErrors), log)
 	if err != nil {
 		_ = bus.Close()

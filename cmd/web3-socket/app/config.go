@@ -66,6 +66,14 @@ type Config struct {
 	// SocketQueueMaxBytes bounds what may wait to be written to one socket;
 	// a socket over it is disconnected as a slow consumer.
 	SocketQueueMaxBytes int `koanf:"socket_queue_max_bytes"`
+	// EventRateLimit is how many client events a second one user may send
+	// (all of its sockets together), with bursts of EventRateBurst; 0 turns
+	// the limit off.
+	EventRateLimit float64 `koanf:"event_rate_limit"`
+	EventRateBurst int     `koanf:"event_rate_burst"`
+	// MaxConnectionsPerUser bounds one user's sockets on an instance; 0 is no
+	// bound.
+	MaxConnectionsPerUser int `koanf:"max_connections_per_user"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"reflect"
 	"strconv"
@@ -61,41 +62,47 @@ func DefaultConfig() Config {
 		PingTimeout:     30 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
 
-		SocketQueueMaxBytes: 1 << 20,
+		SocketQueueMaxBytes:   1 << 20,
+		EventRateLimit:        50,
+		EventRateBurst:        100,
+		MaxConnectionsPerUser: 20,
 	}
 }
 
 // settingUsage is the flag help of each setting.
 var settingUsage = map[string]string{
-	"node_env":               "development or production (also APP_ENV; dev and prod accepted)",
-	"host":                   "address to bind; empty means every interface",
-	"port":                   "TCP port for Socket.IO, the REST API and /metrics",
-	"backend_url":            "http(s) URL that receives client events as POSTs",
-	"jwt_secret":             "HMAC secret for HS256/384/512 client tokens",
-	"jwt_public_key":         "PEM public key for RS/ES/EdDSA client tokens",
-	"jwt_issuer":             "required iss claim, when set",
-	"jwt_audience":           "required aud claim, when set",
-	"api_key":                "comma-separated API keys for /api/*",
-	"cors_origin":            `"*" or comma-separated allowed origins`,
-	"log_level":              "debug, info, warn or error",
-	"log_to_file":            "also write rotated log files to --log-dir",
-	"log_dir":                "directory of the log files",
-	"log_max_size":           "megabytes before a log file is rotated",
-	"log_max_files":          "rotated log files kept",
-	"bus":                    "memory, redis or kafka (default memory; redis when REDIS_ENABLED=true)",
-	"redis_enabled":          "compatibility switch: true means --bus=redis unless BUS is set",
-	"redis_host":             "Redis host",
-	"redis_port":             "Redis port",
-	"redis_url":              "Redis URL (redis:// or rediss://), overrides host and port",
-	"redis_password":         "Redis password",
-	"redis_db":               "Redis database number",
-	"topic_prefix":           "prefix of every bus topic",
-	"instance_id":            "name of this instance on the bus (default hostname-random)",
-	"max_payload_bytes":      "largest Socket.IO packet or REST body, in bytes",
-	"ping_interval":          "Engine.IO ping interval (Go duration, e.g. 25s)",
-	"ping_timeout":           "Engine.IO ping timeout, greater than the interval (Go duration, e.g. 30s)",
-	"socket_queue_max_bytes": "bytes that may wait to be written to one socket before it is disconnected as a slow consumer",
-	"shutdown_timeout":       "bound of a graceful shutdown (Go duration, e.g. 10s)",
+	"node_env":                 "development or production (also APP_ENV; dev and prod accepted)",
+	"host":                     "address to bind; empty means every interface",
+	"port":                     "TCP port for Socket.IO, the REST API and /metrics",
+	"backend_url":              "http(s) URL that receives client events as POSTs",
+	"jwt_secret":               "HMAC secret for HS256/384/512 client tokens",
+	"jwt_public_key":           "PEM public key for RS/ES/EdDSA client tokens",
+	"jwt_issuer":               "required iss claim, when set",
+	"jwt_audience":             "required aud claim, when set",
+	"api_key":                  "comma-separated API keys for /api/*",
+	"cors_origin":              `"*" or comma-separated allowed origins`,
+	"log_level":                "debug, info, warn or error",
+	"log_to_file":              "also write rotated log files to --log-dir",
+	"log_dir":                  "directory of the log files",
+	"log_max_size":             "megabytes before a log file is rotated",
+	"log_max_files":            "rotated log files kept",
+	"bus":                      "memory, redis or kafka (default memory; redis when REDIS_ENABLED=true)",
+	"redis_enabled":            "compatibility switch: true means --bus=redis unless BUS is set",
+	"redis_host":               "Redis host",
+	"redis_port":               "Redis port",
+	"redis_url":                "Redis URL (redis:// or rediss://), overrides host and port",
+	"redis_password":           "Redis password",
+	"redis_db":                 "Redis database number",
+	"topic_prefix":             "prefix of every bus topic",
+	"instance_id":              "name of this instance on the bus (default hostname-random)",
+	"max_payload_bytes":        "largest Socket.IO packet or REST body, in bytes",
+	"ping_interval":            "Engine.IO ping interval (Go duration, e.g. 25s)",
+	"ping_timeout":             "Engine.IO ping timeout, greater than the interval (Go duration, e.g. 30s)",
+	"socket_queue_max_bytes":   "bytes that may wait to be written to one socket before it is disconnected as a slow consumer",
+	"event_rate_limit":         "client events a second one user may send (0: no limit)",
+	"event_rate_burst":         "burst of client events above the rate",
+	"max_connections_per_user": "sockets one user may have on an instance (0: no bound)",
+	"shutdown_timeout":         "bound of a graceful shutdown (Go duration, e.g. 10s)",
 }
 
 // NewFlagSet returns a flag set holding --config and one flag per setting
@@ -348,6 +355,12 @@ func setField(f reflect.Value, raw any) error {
 			return fmt.Errorf("%d is out of range", n)
 		}
 		f.SetInt(n)
+	case f.Kind() == reflect.Float64:
+		x, err := toFloat(raw)
+		if err != nil {
+			return err
+		}
+		f.SetFloat(x)
 	case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
 		list, err := toStringList(raw)
 		if err != nil {
@@ -416,6 +429,27 @@ func toInt(raw any) (int64, error) {
 		return n, nil
 	default:
 		return 0, fmt.Errorf("%v is not a whole number", raw)
+	}
+}
+
+func toFloat(raw any) (float64, error) {
+	switch v := raw.(type) {
+	case float64:
+		return v, nil
+	case int:
+		return float64(v), nil
+	case int64:
+		return float64(v), nil
+	case uint64:
+		return float64(v), nil
+	case string:
+		x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+			return 0, fmt.Errorf("%q is not a number", v)
+		}
+		return x, nil
+	default:
+		return 0, fmt.Errorf("%v is not a number", raw)
 	}
 }
 

@@ -139,6 +139,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		"REDIS_PORT": "6380", "REDIS_URL": "redis://r:6379/0", "REDIS_PASSWORD": "pw", "REDIS_DB": "2",
 		"TOPIC_PREFIX": "ws.", "INSTANCE_ID": "i-1", "MAX_PAYLOAD_BYTES": "2048", "PING_INTERVAL": "30s",
 		"PING_TIMEOUT": "45s", "SHUTDOWN_TIMEOUT": "1m", "SOCKET_QUEUE_MAX_BYTES": "65536",
+		"EVENT_RATE_LIMIT": "2.5", "EVENT_RATE_BURST": "7", "MAX_CONNECTIONS_PER_USER": "3",
 	}
 	cfg, _, err := layers{env: env}.load(t)
 	if err != nil {
@@ -152,6 +153,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		RedisPort: 6380, RedisURL: "redis://r:6379/0", RedisPassword: "pw", RedisDB: 2,
 		TopicPrefix: "ws.", InstanceID: "i-1", MaxPayloadBytes: 2048, PingInterval: 30 * time.Second,
 		PingTimeout: 45 * time.Second, ShutdownTimeout: time.Minute, SocketQueueMaxBytes: 65536,
+		EventRateLimit: 2.5, EventRateBurst: 7, MaxConnectionsPerUser: 3,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("\n got %+v\nwant %+v", cfg, want)
@@ -431,6 +433,10 @@ func TestValidate(t *testing.T) {
 		{"Socket.IO default heartbeat refused", func(c *Config) { c.PingInterval, c.PingTimeout = 25*time.Second, 20*time.Second }, "must be greater than PING_INTERVAL"},
 		{"ping timeout above the interval", func(c *Config) { c.PingInterval, c.PingTimeout = 25*time.Second, 26*time.Second }, ""},
 		{"socket queue bound 0", func(c *Config) { c.SocketQueueMaxBytes = 0 }, "SOCKET_QUEUE_MAX_BYTES: 0"},
+		{"negative event rate", func(c *Config) { c.EventRateLimit = -1 }, "EVENT_RATE_LIMIT: -1"},
+		{"event rate without burst", func(c *Config) { c.EventRateLimit, c.EventRateBurst = 10, 0 }, "EVENT_RATE_BURST: 0"},
+		{"event rate off", func(c *Config) { c.EventRateLimit, c.EventRateBurst = 0, 0 }, ""},
+		{"negative connection bound", func(c *Config) { c.MaxConnectionsPerUser = -1 }, "MAX_CONNECTIONS_PER_USER: -1"},
 		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "SHUTDOWN_TIMEOUT: 0s"},
 	}
 	for _, tt := range tests {

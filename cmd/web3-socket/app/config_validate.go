@@ -126,6 +126,15 @@ func (c Config) Validate() error {
 	if c.SocketQueueMaxBytes <= 0 {
 		fail("SOCKET_QUEUE_MAX_BYTES: %d: want more than 0", c.SocketQueueMaxBytes)
 	}
+	if c.EventRateLimit < 0 {
+		fail("EVENT_RATE_LIMIT: %v: want 0 (no limit) or more", c.EventRateLimit)
+	}
+	if c.EventRateLimit > 0 && c.EventRateBurst < 1 {
+		fail("EVENT_RATE_BURST: %d: want at least 1 when EVENT_RATE_LIMIT is set", c.EventRateBurst)
+	}
+	if c.MaxConnectionsPerUser < 0 {
+		fail("MAX_CONNECTIONS_PER_USER: %d: want 0 (no bound) or more", c.MaxConnectionsPerUser)
+	}
 	if c.ShutdownTimeout <= 0 {
 		fail("SHUTDOWN_TIMEOUT: %s: want more than 0", c.ShutdownTimeout)
 	}
