@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -54,6 +55,7 @@ type Router struct {
 	wm      *message.Router
 	bus     Bus
 	metrics *Metrics
+	retry   middleware.Retry
 }
 
 // New returns a Router over bus with the recoverer, retry and poison queue
@@ -79,10 +81,11 @@ func New(cfg Config, bus Bus, metrics *Metrics, log *slog.Logger) (*Router, erro
 		Multiplier:      2,
 		ShouldRetry:     func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
 	}
-	// Outermost first: count, poison what survives the retries (and count it),
-	// retry, and turn panics into errors so they take the same road.
-	wm.AddMiddleware(countConsumed(metrics), poison, countPoisoned(metrics), retryOnFailure(retry), middleware.Recoverer)
-	return &Router{wm: wm, bus: bus, metrics: metrics}, nil
+	// Counting, panic recovery and retries happen in each handler (see wrap):
+	// every middleware is a frame on a fresh goroutine's stack for every
+	// message, and a deep chain made each of them grow its stack.
+	wm.AddMiddleware(poison)
+	return &Router{wm: wm, bus: bus, metrics: metrics, retry: retry}, nil
 }
 
 // HandleFanOut registers fn for every message of topic, as every instance sees it.
@@ -95,15 +98,36 @@ func (r *Router) HandleWorkQueue(name, topic, group string, fn HandlerFunc) {
 	r.wm.AddConsumerHandler(name, topic, r.bus.WorkQueue(group), r.wrap(topic, fn))
 }
 
+// wrap counts, recovers and retries one handler: a panic becomes an error, a
+// transient error is retried with backoff, and what is still failing after
+// the last attempt is returned for the poison queue (and counted).
 func (r *Router) wrap(topic string, fn HandlerFunc) message.NoPublishHandlerFunc {
-	// Export the topic's series at zero before its first message.
-	r.metrics.consumed.WithLabelValues(topic)
-	r.metrics.poisoned.WithLabelValues(topic)
-	r.metrics.handlerErrors.WithLabelValues(topic)
+	consumed := r.metrics.consumed.WithLabelValues(topic)
+	poisoned := r.metrics.poisoned.WithLabelValues(topic)
+	failed := r.metrics.handlerErrors.WithLabelValues(topic)
+	attempt := func(msg *message.Message) (_ []*message.Message, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = middleware.RecoveredPanicError{V: p, Stacktrace: string(debug.Stack())}
+			}
+		}()
+		if err = fn(msg); err != nil {
+			failed.Inc()
+		}
+		return nil, err
+	}
+	// Watermill's retry sets up its backoff for every message it sees, which
+	// costs more than a message that succeeds at once: it only sees those
+	// that failed once.
+	retried := r.retry.Middleware(attempt)
 	return func(msg *message.Message) error {
-		err := fn(msg)
+		consumed.Inc()
+		_, err := attempt(msg)
+		if err != nil && !IsPermanent(err) {
+			_, err = retried(msg)
+		}
 		if err != nil {
-			r.metrics.handlerErrors.WithLabelValues(topic).Inc()
+			poisoned.Inc()
 		}
 		return err
 	}
@@ -132,42 +156,4 @@ func Permanent(err error) error { return &PermanentError{Err: err} }
 func IsPermanent(err error) bool {
 	var p *PermanentError
 	return errors.As(err, &p) || errors.Is(err, schemas.ErrInvalid)
-}
-
-// retryOnFailure runs the handler once and hands it to Watermill's retry
-// middleware only when that attempt failed with an error worth retrying: the
-// retry middleware sets up its backoff for every message, which costs more
-// than handling a message that succeeds at once (nearly all of them).
-func retryOnFailure(retry middleware.Retry) message.HandlerMiddleware {
-	return func(h message.HandlerFunc) message.HandlerFunc {
-		retried := retry.Middleware(h)
-		return func(msg *message.Message) ([]*message.Message, error) {
-			msgs, err := h(msg)
-			if err == nil || IsPermanent(err) {
-				return msgs, err
-			}
-			return retried(msg)
-		}
-	}
-}
-
-func countPoisoned(m *Metrics) message.HandlerMiddleware {
-	return func(h message.HandlerFunc) message.HandlerFunc {
-		return func(msg *message.Message) ([]*message.Message, error) {
-			msgs, err := h(msg)
-			if err != nil {
-				m.poisoned.WithLabelValues(message.SubscribeTopicFromCtx(msg.Context())).Inc()
-			}
-			return msgs, err
-		}
-	}
-}
-
-func countConsumed(m *Metrics) message.HandlerMiddleware {
-	return func(h message.HandlerFunc) message.HandlerFunc {
-		return func(msg *message.Message) ([]*message.Message, error) {
-			m.consumed.WithLabelValues(message.SubscribeTopicFromCtx(msg.Context())).Inc()
-			return h(msg)
-		}
-	}
 }
