@@ -158,17 +158,7 @@ func (b *Bridge) recipients(out []*socket.Socket, to *schemas.Target) []*socket.
 	if to.All {
 		out = b.registry.appendAll(out)
 	} else {
-		for _, u := range to.Users {
-			out = b.registry.appendUser(out, u)
-		}
-		for _, r := range to.Rooms {
-			out = b.appendRoom(out, namedRoom(r))
-		}
-		for _, id := range to.Sockets {
-			if s, ok := b.io.Sockets().Sockets().Load(socket.SocketId(id)); ok {
-				out = append(out, s)
-			}
-		}
+		out = b.appendMembers(out, to.Users, to.Rooms, to.Sockets)
 	}
 	if groups > 1 {
 		// A socket reached twice (a user's socket in a named room, say) gets
@@ -176,18 +166,7 @@ func (b *Bridge) recipients(out []*socket.Socket, to *schemas.Target) []*socket.
 		out = dedupe(out)
 	}
 	if x := to.Except; x != nil {
-		var excluded []*socket.Socket
-		for _, u := range x.Users {
-			excluded = b.registry.appendUser(excluded, u)
-		}
-		for _, r := range x.Rooms {
-			excluded = b.appendRoom(excluded, namedRoom(r))
-		}
-		for _, id := range x.Sockets {
-			if s, ok := b.io.Sockets().Sockets().Load(socket.SocketId(id)); ok {
-				excluded = append(excluded, s)
-			}
-		}
+		excluded := b.appendMembers(nil, x.Users, x.Rooms, x.Sockets)
 		if len(excluded) <= 8 {
 			out = slices.DeleteFunc(out, func(s *socket.Socket) bool { return slices.Contains(excluded, s) })
 		} else {
@@ -196,6 +175,23 @@ func (b *Bridge) recipients(out []*socket.Socket, to *schemas.Target) []*socket.
 				drop[s] = struct{}{}
 			}
 			out = slices.DeleteFunc(out, func(s *socket.Socket) bool { _, x := drop[s]; return x })
+		}
+	}
+	return out
+}
+
+// appendMembers appends the local sockets of the users, named rooms and
+// socket ids.
+func (b *Bridge) appendMembers(out []*socket.Socket, users, rooms, sockets []string) []*socket.Socket {
+	for _, u := range users {
+		out = b.registry.appendUser(out, u)
+	}
+	for _, r := range rooms {
+		out = b.appendRoom(out, namedRoom(r))
+	}
+	for _, id := range sockets {
+		if s, ok := b.io.Sockets().Sockets().Load(socket.SocketId(id)); ok {
+			out = append(out, s)
 		}
 	}
 	return out

@@ -85,8 +85,8 @@ type Driver struct {
 
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr *logBuffer
-	trace  *logBuffer
+	stderr *Buffer
+	trace  *Buffer
 
 	writeMu sync.Mutex
 
@@ -126,8 +126,8 @@ func NewDriver(t testing.TB) *Driver {
 
 	d := &Driver{
 		t:       t,
-		stderr:  &logBuffer{},
-		trace:   &logBuffer{},
+		stderr:  &Buffer{},
+		trace:   &Buffer{},
 		results: make(map[int]chan Report),
 		changed: make(chan struct{}),
 		done:    make(chan struct{}),

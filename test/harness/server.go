@@ -40,7 +40,7 @@ type Server struct {
 	Env map[string]string
 
 	cmd    *exec.Cmd
-	logs   *logBuffer
+	logs   *Buffer
 	exited chan struct{}
 	state  *os.ProcessState
 	client *http.Client
@@ -107,7 +107,7 @@ func StartServer(t testing.TB, env map[string]string) *Server {
 		URL:    fmt.Sprintf("http://127.0.0.1:%d", port),
 		Port:   port,
 		Env:    full,
-		logs:   &logBuffer{},
+		logs:   &Buffer{},
 		exited: make(chan struct{}),
 		client: &http.Client{Timeout: 10 * time.Second},
 	}
@@ -166,7 +166,7 @@ func Attach(t testing.TB, baseURL string, env map[string]string) *Server {
 		t:      t,
 		URL:    strings.TrimRight(baseURL, "/"),
 		Env:    env,
-		logs:   &logBuffer{},
+		logs:   &Buffer{},
 		exited: make(chan struct{}),
 		client: &http.Client{Timeout: 10 * time.Second},
 	}
@@ -314,19 +314,19 @@ func (s *Server) Do(method, path string, body any, headers map[string]string) (i
 	return resp.StatusCode, out
 }
 
-// logBuffer collects process output; it is safe for concurrent use.
-type logBuffer struct {
+// Buffer collects output; it is safe for concurrent use.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *logBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *logBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,7 +38,7 @@ func startInProcess(t *testing.T) *inProcess {
 	cfg.InstanceID = "it-bus"
 	cfg.ShutdownTimeout = 5 * time.Second
 
-	logs := &syncBuffer{}
+	logs := &harness.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := app.New(cfg, log, "it")
 	if err != nil {
@@ -218,22 +217,4 @@ func TestInvalidOutboundEnvelopeGoesToPoisonAndNextIsDelivered(t *testing.T) {
 			t.Errorf("%d distinct envelopes poisoned, want all %d invalid ones", len(seen), len(bad))
 		}
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -2,14 +2,12 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,7 +56,7 @@ func TestReadmeExamplesWorkVerbatim(t *testing.T) {
 	node.Dir = dir
 	node.Env = append(os.Environ(), "TOKEN="+exports["TOKEN"],
 		"NODE_PATH="+filepath.Join(harness.ClientDir(t), "node_modules"))
-	out := &lockedBuffer{}
+	out := &harness.Buffer{}
 	node.Stdout, node.Stderr = out, out
 	if err := node.Start(); err != nil {
 		t.Fatal(err)
@@ -152,7 +150,7 @@ func firstBlock(t *testing.T, blocks []string, containing string) string {
 
 func rewrite(s, url string) string { return strings.ReplaceAll(s, readmeURL, url) }
 
-func waitOutput(t *testing.T, out *lockedBuffer, want string) {
+func waitOutput(t *testing.T, out *harness.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
@@ -162,21 +160,4 @@ func waitOutput(t *testing.T, out *lockedBuffer, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("the README's client never printed %q; it printed:\n%s", want, out.String())
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
