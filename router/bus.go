@@ -41,7 +41,8 @@ type Bus interface {
 
 // BusConfig selects and configures a Bus.
 type BusConfig struct {
-	Kind string
+	Kind  string
+	Redis RedisConfig
 }
 
 // NewBus returns the Bus of the configured kind.
@@ -49,7 +50,9 @@ func NewBus(cfg BusConfig, log *slog.Logger) (Bus, error) {
 	switch cfg.Kind {
 	case "", KindMemory:
 		return newMemoryBus(log), nil
-	case KindRedis, KindKafka:
+	case KindRedis:
+		return newRedisBus(cfg.Redis, log)
+	case KindKafka:
 		return nil, fmt.Errorf("bus %q: not available in this build yet", cfg.Kind)
 	default:
 		return nil, fmt.Errorf("bus %q: unknown kind (want memory, redis or kafka)", cfg.Kind)

@@ -45,7 +45,10 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		Name: "cluster_instances", Help: "Instances in the cluster as this instance sees it.",
 	}, func() float64 { return 1 }))
 
-	bus, err := router.NewBus(router.BusConfig{Kind: cfg.Bus}, log)
+	bus, err := router.NewBus(router.BusConfig{Kind: cfg.Bus, Redis: router.RedisConfig{
+		URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort, Password: cfg.RedisPassword, DB: cfg.RedisDB,
+		TLS: cfg.RedisTLS, StreamMaxLen: cfg.RedisStreamMaxLen, Instance: cfg.InstanceID,
+	}}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -51,6 +51,10 @@ type Config struct {
 	RedisURL      string `koanf:"redis_url"`
 	RedisPassword string `koanf:"redis_password"`
 	RedisDB       int    `koanf:"redis_db"`
+	// RedisTLS connects to Redis with TLS (a rediss:// URL does too).
+	RedisTLS bool `koanf:"redis_tls"`
+	// RedisStreamMaxLen trims each stream to about this many entries.
+	RedisStreamMaxLen int64 `koanf:"redis_stream_maxlen"`
 
 	TopicPrefix string `koanf:"topic_prefix"`
 	// InstanceID names this instance on the bus; generated when empty.

@@ -102,6 +102,9 @@ func (c Config) Validate() error {
 			fail("REDIS_URL: not a redis://, rediss:// or unix:// URL")
 		}
 	}
+	if c.RedisStreamMaxLen < 0 {
+		fail("REDIS_STREAM_MAXLEN: %d: want 0 (no trimming) or more", c.RedisStreamMaxLen)
+	}
 	if c.RedisDB < 0 {
 		fail("REDIS_DB: %d: want 0 or more", c.RedisDB)
 	}

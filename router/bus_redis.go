@@ -1,0 +1,174 @@
+package router
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisConfig configures the Redis Streams bus.
+type RedisConfig struct {
+	// URL (redis://, rediss://) wins over Host and Port when set.
+	URL      string
+	Host     string
+	Port     int
+	Password string
+	DB       int
+	// TLS connects with TLS (rediss:// URLs do too).
+	TLS bool
+	// StreamMaxLen trims each stream to about this many entries (XADD
+	// MAXLEN ~); 0 keeps everything.
+	StreamMaxLen int64
+	// Instance names this instance's consumers in consumer groups.
+	Instance string
+}
+
+// redisBus shares topics between instances over Redis Streams, with the
+// watermill-redisstream adapter: every instance reads every entry of a
+// fan-out topic (XREAD), and the members of a consumer group share a work
+// queue (XREADGROUP).
+type redisBus struct {
+	client   *redis.Client
+	logger   watermill.LoggerAdapter
+	cfg      RedisConfig
+	pub      *redisstream.Publisher
+	fanOut   *redisstream.Subscriber
+	mu       sync.Mutex
+	queues   map[string]*redisstream.Subscriber
+	closeErr error
+	once     sync.Once
+}
+
+func newRedisBus(cfg RedisConfig, log *slog.Logger) (*redisBus, error) {
+	opts, err := redisOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client := redis.NewClient(opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("bus redis: cannot reach %s: %w", opts.Addr, err)
+	}
+	logger := watermillLogger(log)
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client, DefaultMaxlen: cfg.StreamMaxLen}, logger)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("bus redis: publisher: %w", err)
+	}
+	fanOut, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
+		Client:       client,
+		Unmarshaller: entryUnmarshaller{},
+		// No consumer group: each instance reads the whole stream from the
+		// moment it subscribes.
+		FanOutOldestId:                "$",
+		DisableIndefiniteInitialBlock: true,
+	}, logger)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("bus redis: subscriber: %w", err)
+	}
+	return &redisBus{client: client, logger: logger, cfg: cfg, pub: pub, fanOut: fanOut,
+		queues: map[string]*redisstream.Subscriber{}}, nil
+}
+
+func redisOptions(cfg RedisConfig) (*redis.Options, error) {
+	var opts *redis.Options
+	if cfg.URL != "" {
+		o, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("bus redis: REDIS_URL: %w", err)
+		}
+		opts = o
+	} else {
+		opts = &redis.Options{Addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)), Password: cfg.Password, DB: cfg.DB}
+	}
+	if cfg.Password != "" && opts.Password == "" {
+		opts.Password = cfg.Password
+	}
+	if cfg.TLS && opts.TLSConfig == nil {
+		host, _, _ := net.SplitHostPort(opts.Addr)
+		opts.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	return opts, nil
+}
+
+func (b *redisBus) Kind() string                 { return KindRedis }
+func (b *redisBus) Publisher() message.Publisher { return b.pub }
+func (b *redisBus) FanOut() message.Subscriber   { return b.fanOut }
+
+// WorkQueue returns the subscriber of a consumer group; this instance is one
+// consumer of it.
+func (b *redisBus) WorkQueue(group string) message.Subscriber {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s, ok := b.queues[group]; ok {
+		return s
+	}
+	s, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
+		Client:                        b.client,
+		Unmarshaller:                  entryUnmarshaller{},
+		ConsumerGroup:                 group,
+		Consumer:                      b.cfg.Instance,
+		OldestId:                      "$",
+		DisableIndefiniteInitialBlock: true,
+	}, b.logger)
+	if err != nil {
+		// Only a nil client fails here, and New checked it.
+		panic(fmt.Sprintf("bus redis: consumer group %s: %v", group, err))
+	}
+	b.queues[group] = s
+	return s
+}
+
+func (b *redisBus) Ping(ctx context.Context) error { return b.client.Ping(ctx).Err() }
+
+func (b *redisBus) Close() error {
+	b.once.Do(func() {
+		errs := []error{b.fanOut.Close(), b.pub.Close()}
+		b.mu.Lock()
+		for _, s := range b.queues {
+			errs = append(errs, s.Close())
+		}
+		b.mu.Unlock()
+		errs = append(errs, b.client.Close())
+		// The adapter's subscribers and publisher close the shared client
+		// themselves; whoever comes after finds it closed.
+		for i, err := range errs {
+			if errors.Is(err, redis.ErrClosed) {
+				errs[i] = nil
+			}
+		}
+		b.closeErr = errors.Join(errs...)
+	})
+	return b.closeErr
+}
+
+// entryUnmarshaller reads the adapter's entries (uuid, msgpack metadata,
+// payload), and also entries a backend added with nothing but a payload field
+// (XADD socket.outbound * payload '{…}'): those get a fresh message UUID; the
+// envelope inside keeps its own id.
+type entryUnmarshaller struct{}
+
+func (entryUnmarshaller) Unmarshal(values map[string]any) (*message.Message, error) {
+	if _, ok := values[redisstream.UUIDHeaderKey]; ok {
+		return redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(values)
+	}
+	payload, _ := values["payload"].(string)
+	if payload == "" {
+		return nil, errors.New("stream entry has neither a watermill message nor a payload field")
+	}
+	return message.NewMessage(watermill.NewUUID(), []byte(payload)), nil
+}

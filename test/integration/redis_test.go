@@ -1,0 +1,133 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/web3-socket/web3-socket/schemas"
+	"github.com/web3-socket/web3-socket/test/harness"
+)
+
+// startRedisPair starts redis-server and two instances sharing it, with the
+// same secrets.
+func startRedisPair(t *testing.T) (*harness.Redis, *harness.Server, *harness.Server) {
+	t.Helper()
+	r := harness.StartRedis(t)
+	env := harness.DefaultEnv()
+	env["BUS"] = "redis"
+	env["REDIS_URL"] = r.URL
+	envA, envB := map[string]string{}, map[string]string{}
+	for k, v := range env {
+		envA[k], envB[k] = v, v
+	}
+	envA["INSTANCE_ID"], envB["INSTANCE_ID"] = "it-a", "it-b"
+	return r, harness.StartServer(t, envA), harness.StartServer(t, envB)
+}
+
+// TestRedisBusDeliversAcrossInstances runs two instances as separate
+// processes over one redis-server, with the official client on each: a
+// message, a broadcast, a room joined through the REST API of the other
+// instance, a send_message between users on different instances, and an
+// envelope a backend added to the stream with XADD all reach their
+// recipients on whichever instance holds them.
+func TestRedisBusDeliversAcrossInstances(t *testing.T) {
+	r, a, b := startRedisPair(t)
+	ws := harness.Modes[0]
+	d := harness.NewDriver(t)
+	connect(t, d, a, ws, "alice", harness.UserToken(t, a.JWTSecret(), "alice", nil))
+	connect(t, d, b, ws, "bob", harness.UserToken(t, b.JWTSecret(), "bob", nil))
+
+	t.Run("message published on B reaches a user on A", func(t *testing.T) {
+		postMessage(t, b, "alice", "notification", "from B")
+		expectData(t, d.WaitEvent("alice", "notification", wait), "from B")
+	})
+
+	t.Run("broadcast on A reaches both instances", func(t *testing.T) {
+		broadcast(t, a, map[string]any{"event": "news", "data": "everyone"})
+		expectData(t, d.WaitEvent("alice", "news", wait), "everyone")
+		expectData(t, d.WaitEvent("bob", "news", wait), "everyone")
+	})
+
+	t.Run("room joined through B applies on A", func(t *testing.T) {
+		if status, body := b.Do("POST", "/api/users/alice/rooms", map[string]any{"room": "lobby"}, nil); status != 202 {
+			t.Fatalf("join through B: %d %s", status, body)
+		}
+		eventually(t, wait, func() (bool, string) {
+			status, body := a.Do("GET", "/api/users/alice", nil, nil)
+			var p struct{ Rooms []string }
+			decode(t, "presence", body, &p)
+			return status == 200 && len(p.Rooms) == 1 && p.Rooms[0] == "lobby", "presence on A: " + string(body)
+		})
+		broadcast(t, b, map[string]any{"room": "lobby", "event": "lobby-news", "data": "members only"})
+		expectData(t, d.WaitEvent("alice", "lobby-news", wait), "members only")
+		settle(t, d, b, "bob", "bob")
+		d.AssertNoEvent("bob", "lobby-news", quiet)
+	})
+
+	t.Run("send_message between users on different instances", func(t *testing.T) {
+		a := expectAck(t, "send_message", d.MustAck("bob", "send_message", wait, map[string]any{"recipient": "alice", "content": "hi alice"}), true)
+		got := d.WaitEvent("alice", "message", wait)
+		var m chatMessage
+		decode(t, "message", got.Arg(0), &m)
+		if m.ID != a.ID || m.From != "bob" || m.Content != "hi alice" {
+			t.Fatalf("alice got %+v, want id %s from bob", m, a.ID)
+		}
+	})
+
+	t.Run("envelope added by a backend with XADD is delivered", func(t *testing.T) {
+		opts, err := redis.ParseURL(r.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := redis.NewClient(opts)
+		defer client.Close()
+		env := schemas.NewDeliver(schemas.Target{Users: []string{"bob"}}, "from-backend", json.RawMessage(`{"n":42}`))
+		payload, err := schemas.Encode(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := client.XAdd(ctx, &redis.XAddArgs{Stream: "socket.outbound", Values: map[string]any{"payload": string(payload)}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		expectData(t, d.WaitEvent("bob", "from-backend", wait), map[string]any{"n": 42})
+	})
+
+	t.Run("the README's redis-cli example is delivered", func(t *testing.T) {
+		if _, err := exec.LookPath("redis-cli"); err != nil {
+			if harness.InCI() {
+				t.Fatal("redis-cli is not installed (Debian: redis-tools, which redis-server brings)")
+			}
+			t.Skip("redis-cli is not installed")
+		}
+		readme, err := os.ReadFile(filepath.Join(harness.ModuleRoot(t), "README.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var line string
+		for _, l := range strings.Split(string(readme), "\n") {
+			if strings.HasPrefix(l, "redis-cli XADD ") {
+				line = l
+			}
+		}
+		if line == "" {
+			t.Fatal("the README has no redis-cli XADD example")
+		}
+		connect(t, d, a, ws, "dev", harness.UserToken(t, a.JWTSecret(), "dev-user", nil))
+		cmd := strings.Replace(line, "redis-cli ", fmt.Sprintf("redis-cli -p %d ", r.Port), 1)
+		if out, err := exec.Command("bash", "-c", cmd).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+		expectData(t, d.WaitEvent("dev", "notification", wait), map[string]any{"message": "Hello"})
+	})
+}
