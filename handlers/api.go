@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/web3-socket/web3-socket/bridge"
+	"github.com/web3-socket/web3-socket/router"
 	"github.com/web3-socket/web3-socket/schemas"
 )
 
@@ -39,6 +40,11 @@ type Edge interface {
 	LocalStats() bridge.Stats
 	LocalUser(user string) bridge.Presence
 	LocalRooms() map[string]int
+}
+
+// ClusterView lists the live instances of the cluster, as heartbeats tell.
+type ClusterView interface {
+	Members() []router.Member
 }
 
 // APIConfig configures the REST API.
@@ -77,6 +83,7 @@ type API struct {
 	pub      Publisher
 	bus      Pinger
 	edge     Edge
+	cluster  ClusterView
 	metrics  *HTTPMetrics
 	log      *slog.Logger
 	started  time.Time
@@ -85,13 +92,14 @@ type API struct {
 	draining atomic.Bool
 }
 
-// NewAPI returns the REST API.
-func NewAPI(cfg APIConfig, pub Publisher, bus Pinger, edge Edge, metrics *HTTPMetrics, log *slog.Logger) (*API, error) {
+// NewAPI returns the REST API. cluster may be nil: the instance is then the
+// whole cluster.
+func NewAPI(cfg APIConfig, pub Publisher, bus Pinger, edge Edge, cluster ClusterView, metrics *HTTPMetrics, log *slog.Logger) (*API, error) {
 	cfg.setDefaults()
 	if len(cfg.Keys) == 0 {
 		return nil, errors.New("api: at least one API key is required")
 	}
-	a := &API{cfg: cfg, pub: pub, bus: bus, edge: edge, metrics: metrics,
+	a := &API{cfg: cfg, pub: pub, bus: bus, edge: edge, cluster: cluster, metrics: metrics,
 		log: log.With("component", "api"), started: time.Now(), mux: http.NewServeMux()}
 	for _, k := range cfg.Keys {
 		a.keys = append(a.keys, sha256.Sum256([]byte(k)))
@@ -264,15 +272,31 @@ func (a *API) status(r *http.Request) (int, any, error) {
 
 func (a *API) connections(*http.Request) (int, any, error) {
 	local := a.edge.LocalStats()
-	counts := map[string]int{"connections": local.Connections, "users": local.Users, "rooms": local.Rooms}
-	// One instance sees the whole cluster until a shared bus brings membership.
+	self := router.Member{Instance: a.cfg.Instance, Connections: local.Connections, Users: local.Users,
+		Rooms: local.Rooms, LastSeen: time.Now().UTC()}
+	members := []router.Member{self}
+	if a.cluster != nil {
+		for _, m := range a.cluster.Members() {
+			if m.Instance != self.Instance { // this instance counts with its live figures
+				members = append(members, m)
+			}
+		}
+	}
+	// Users and rooms are summed over instances: a user or a room present on
+	// two instances counts twice, so the cluster figures are upper bounds.
+	cluster := map[string]int{"instances": len(members)}
+	instances := make([]map[string]any, 0, len(members))
+	for _, m := range members {
+		cluster["connections"] += m.Connections
+		cluster["users"] += m.Users
+		cluster["rooms"] += m.Rooms
+		instances = append(instances, map[string]any{"id": m.Instance, "connections": m.Connections,
+			"users": m.Users, "rooms": m.Rooms, "lastSeen": m.LastSeen.UTC()})
+	}
 	return http.StatusOK, map[string]any{
-		"local":   counts,
-		"cluster": map[string]int{"connections": local.Connections, "users": local.Users, "rooms": local.Rooms, "instances": 1},
-		"instances": []map[string]any{{
-			"id": a.cfg.Instance, "connections": local.Connections, "users": local.Users, "rooms": local.Rooms,
-			"lastSeen": time.Now().UTC(),
-		}},
+		"local":     map[string]int{"connections": local.Connections, "users": local.Users, "rooms": local.Rooms},
+		"cluster":   cluster,
+		"instances": instances,
 	}, nil
 }
 

@@ -22,7 +22,7 @@ const okMessage = `{"userId":"u1","event":"notice","data":{"n":1}}`
 
 func TestNewAPIRefusesAnEmptyKeyList(t *testing.T) {
 	for _, keys := range [][]string{nil, {}} {
-		api, err := NewAPI(APIConfig{Keys: keys}, &fakePublisher{}, &fakePinger{}, &fakeEdge{},
+		api, err := NewAPI(APIConfig{Keys: keys}, &fakePublisher{}, &fakePinger{}, &fakeEdge{}, nil,
 			NewHTTPMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
 		if err == nil || api != nil {
 			t.Errorf("NewAPI(Keys=%#v) = %v, %v; want nil and an error", keys, api, err)

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -35,8 +36,27 @@ type Members interface {
 	DisconnectUser(user string)
 }
 
-// Control returns the handler of the control topic.
-func Control(m Members) router.HandlerFunc {
+// Observer records the heartbeats of the cluster's instances.
+type Observer interface {
+	Observe(router.Member)
+}
+
+// heartbeatStats is the data of a heartbeat envelope.
+type heartbeatStats struct {
+	Connections int `json:"connections"`
+	Users       int `json:"users"`
+	Rooms       int `json:"rooms"`
+}
+
+// HeartbeatData returns the data of this instance's heartbeat.
+func HeartbeatData(connections, users, rooms int) json.RawMessage {
+	b, _ := json.Marshal(heartbeatStats{Connections: connections, Users: users, Rooms: rooms})
+	return b
+}
+
+// Control returns the handler of the control topic: cluster commands applied
+// to this instance's sockets, and heartbeats recorded in the cluster view.
+func Control(m Members, cluster Observer) router.HandlerFunc {
 	return func(msg *message.Message) error {
 		env, err := decode(msg, schemas.KindControl)
 		if err != nil {
@@ -50,7 +70,14 @@ func Control(m Members) router.HandlerFunc {
 		case schemas.ActionDisconnect:
 			m.DisconnectUser(env.UserID)
 		case schemas.ActionHeartbeat:
-			// Cluster membership arrives with the shared buses.
+			var st heartbeatStats
+			if len(env.Data) > 0 {
+				if err := json.Unmarshal(env.Data, &st); err != nil {
+					return router.Permanent(fmt.Errorf("heartbeat data: %w", err))
+				}
+			}
+			// Seen now, by this instance's clock: instances' clocks may differ.
+			cluster.Observe(router.Member{Instance: env.Instance, Connections: st.Connections, Users: st.Users, Rooms: st.Rooms})
 		}
 		return nil
 	}

@@ -190,12 +190,12 @@ func TestControlAppliesCommandsToMembers(t *testing.T) {
 		{"join", schemas.NewControl(schemas.ActionJoin, "u1", "lobby", "inst-2"), []string{"join u1 lobby"}},
 		{"leave", schemas.NewControl(schemas.ActionLeave, "u1", "chat/general", "inst-2"), []string{"leave u1 chat/general"}},
 		{"disconnect", schemas.NewControl(schemas.ActionDisconnect, "u7", "", "inst-2"), []string{"disconnect u7"}},
-		{"heartbeat changes nothing", schemas.NewControl(schemas.ActionHeartbeat, "", "", "inst-2"), nil},
+		{"heartbeat changes no socket", schemas.NewControl(schemas.ActionHeartbeat, "", "", "inst-2"), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &fakeMembers{}
-			if err := Control(m)(busMessage(t, tt.env)); err != nil {
+			if err := Control(m, &fakeObserver{})(busMessage(t, tt.env)); err != nil {
 				t.Fatalf("Control: %v", err)
 			}
 			if !slices.Equal(m.calls, tt.want) {
@@ -230,7 +230,7 @@ func TestControlRefusesBadPayloadsPermanently(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &fakeMembers{}
-			err := Control(m)(message.NewMessage("m1", tt.payload))
+			err := Control(m, &fakeObserver{})(message.NewMessage("m1", tt.payload))
 			wantPermanent(t, err, tt.msg...)
 			if len(m.calls) != 0 {
 				t.Errorf("members got %q for a bad payload", m.calls)
@@ -251,5 +251,24 @@ func wantPermanent(t *testing.T, err error, msgParts ...string) {
 		if !strings.Contains(err.Error(), part) {
 			t.Errorf("error %q does not mention %q", err, part)
 		}
+	}
+}
+
+type fakeObserver struct{ seen []router.Member }
+
+func (f *fakeObserver) Observe(m router.Member) { f.seen = append(f.seen, m) }
+
+func TestControlRecordsHeartbeatsInTheClusterView(t *testing.T) {
+	env := schemas.NewControl(schemas.ActionHeartbeat, "", "", "inst-9")
+	env.Data = HeartbeatData(3, 2, 1)
+	obs := &fakeObserver{}
+	if err := Control(&fakeMembers{}, obs)(busMessage(t, env)); err != nil {
+		t.Fatal(err)
+	}
+	if len(obs.seen) != 1 {
+		t.Fatalf("observed %d heartbeats, want 1", len(obs.seen))
+	}
+	if m := obs.seen[0]; m.Instance != "inst-9" || m.Connections != 3 || m.Users != 2 || m.Rooms != 1 {
+		t.Fatalf("observed %+v", m)
 	}
 }

@@ -179,7 +179,7 @@ func newFixtureWith(t *testing.T, configure func(*APIConfig), pub Publisher) *fi
 		f.pub = &fakePublisher{}
 		pub = f.pub
 	}
-	api, err := NewAPI(cfg, pub, f.bus, f.edge, NewHTTPMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	api, err := NewAPI(cfg, pub, f.bus, f.edge, nil, NewHTTPMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("NewAPI: %v", err)
 	}

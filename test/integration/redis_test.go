@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,13 +19,14 @@ import (
 )
 
 // startRedisPair starts redis-server and two instances sharing it, with the
-// same secrets.
+// same secrets and short heartbeats.
 func startRedisPair(t *testing.T) (*harness.Redis, *harness.Server, *harness.Server) {
 	t.Helper()
 	r := harness.StartRedis(t)
 	env := harness.DefaultEnv()
 	env["BUS"] = "redis"
 	env["REDIS_URL"] = r.URL
+	env["CLUSTER_HEARTBEAT"] = "300ms"
 	envA, envB := map[string]string{}, map[string]string{}
 	for k, v := range env {
 		envA[k], envB[k] = v, v
@@ -130,4 +132,61 @@ func TestRedisBusDeliversAcrossInstances(t *testing.T) {
 		}
 		expectData(t, d.WaitEvent("dev", "notification", wait), map[string]any{"message": "Hello"})
 	})
+}
+
+// clusterStats is GET /api/stats/connections.
+type clusterStats struct {
+	Cluster struct {
+		Connections, Users, Instances int
+	}
+	Instances []struct {
+		ID          string
+		Connections int
+	}
+}
+
+func statsOf(t *testing.T, s *harness.Server) clusterStats {
+	t.Helper()
+	status, body := s.Do("GET", "/api/stats/connections", nil, nil)
+	if status != 200 {
+		t.Fatalf("GET /api/stats/connections: %d %s", status, body)
+	}
+	var st clusterStats
+	decode(t, "stats", body, &st)
+	return st
+}
+
+// TestClusterStatsSeeEveryInstanceAndForgetADeadOne runs two instances over
+// Redis: each sees both, with their connections, through the heartbeats on
+// the control topic; once one is killed with SIGKILL, the other drops it from
+// the cluster statistics within a few heartbeat intervals.
+func TestClusterStatsSeeEveryInstanceAndForgetADeadOne(t *testing.T) {
+	_, a, b := startRedisPair(t)
+	d := harness.NewDriver(t)
+	ws := harness.Modes[0]
+	connect(t, d, a, ws, "a1", harness.UserToken(t, a.JWTSecret(), "u-a1", nil))
+	connect(t, d, b, ws, "b1", harness.UserToken(t, b.JWTSecret(), "u-b1", nil))
+	connect(t, d, b, ws, "b2", harness.UserToken(t, b.JWTSecret(), "u-b2", nil))
+	for _, s := range []*harness.Server{a, b} {
+		eventually(t, wait, func() (bool, string) {
+			st := statsOf(t, s)
+			return st.Cluster.Instances == 2 && st.Cluster.Connections == 3 && st.Cluster.Users == 3,
+				fmt.Sprintf("stats on %s: %+v", s.Env["INSTANCE_ID"], st)
+		})
+	}
+	if err := b.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	eventually(t, wait, func() (bool, string) {
+		st := statsOf(t, a)
+		return st.Cluster.Instances == 1 && st.Cluster.Connections == 1 && len(st.Instances) == 1 && st.Instances[0].ID == "it-a",
+			fmt.Sprintf("stats on it-a after it-b died: %+v", st)
+	})
+	if took := time.Since(killed); took > 3*time.Second {
+		t.Errorf("it-b left the cluster statistics %v after it died; want within a few 300ms heartbeats", took)
+	}
+	if got := metric(t, a, "cluster_instances"); got != 1 {
+		t.Errorf("cluster_instances on it-a = %v, want 1", got)
+	}
 }

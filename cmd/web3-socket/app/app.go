@@ -20,6 +20,7 @@ import (
 	"github.com/web3-socket/web3-socket/bridge"
 	"github.com/web3-socket/web3-socket/handlers"
 	"github.com/web3-socket/web3-socket/router"
+	"github.com/web3-socket/web3-socket/schemas"
 )
 
 // App is one running instance.
@@ -31,7 +32,41 @@ type App struct {
 	router *router.Router
 	bridge *bridge.Bridge
 	api    *handlers.API
+	pub    *router.Publisher
 	server *http.Server
+}
+
+// clusterSize counts the live instances, this one included.
+func clusterSize(c *router.Cluster, self string) int {
+	n := 1
+	for _, m := range c.Members() {
+		if m.Instance != self {
+			n++
+		}
+	}
+	return n
+}
+
+// heartbeat announces this instance and its counts on the control topic
+// every interval until ctx is done.
+func (a *App) heartbeat(ctx context.Context) {
+	t := time.NewTicker(a.cfg.ClusterHeartbeat)
+	defer t.Stop()
+	for {
+		st := a.bridge.LocalStats()
+		env := schemas.NewControl(schemas.ActionHeartbeat, "", "", a.cfg.InstanceID)
+		env.Data = handlers.HeartbeatData(st.Connections, st.Users, st.Rooms)
+		pctx, cancel := context.WithTimeout(ctx, a.cfg.ClusterHeartbeat)
+		if err := a.pub.Publish(pctx, a.topics.Control, env); err != nil && ctx.Err() == nil {
+			a.log.Warn("heartbeat not published", "error", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // New builds an instance from cfg; Serve runs it.
@@ -41,9 +76,10 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 	socketErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "socket_errors_total", Help: "Errors at the Socket.IO edge, by type.",
 	}, []string{"type"})
+	cluster := router.NewCluster(3 * cfg.ClusterHeartbeat)
 	reg.MustRegister(socketErrors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "cluster_instances", Help: "Instances in the cluster as this instance sees it.",
-	}, func() float64 { return 1 }))
+		Name: "cluster_instances", Help: "Instances in the cluster as this instance sees it (itself included).",
+	}, func() float64 { return float64(clusterSize(cluster, cfg.InstanceID)) }))
 
 	bus, err := router.NewBus(router.BusConfig{Kind: cfg.Bus, Redis: router.RedisConfig{
 		URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort, Password: cfg.RedisPassword, DB: cfg.RedisDB,
@@ -81,7 +117,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		return nil, err
 	}
 	rt.HandleFanOut("deliver", topics.Outbound, handlers.Outbound(edge))
-	rt.HandleFanOut("control", topics.Control, handlers.Control(edge))
+	rt.HandleFanOut("control", topics.Control, handlers.Control(edge, cluster))
 
 	api, err := handlers.NewAPI(handlers.APIConfig{
 		Version:       version,
@@ -90,7 +126,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		MaxBodyBytes:  cfg.MaxPayloadBytes,
 		OutboundTopic: topics.Outbound,
 		ControlTopic:  topics.Control,
-	}, pub, bus, edge, handlers.NewHTTPMetrics(reg), log)
+	}, pub, bus, edge, cluster, handlers.NewHTTPMetrics(reg), log)
 	if err != nil {
 		_ = bus.Close()
 		return nil, err
@@ -102,7 +138,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 	api.Register(mux)
 
 	return &App{
-		cfg: cfg, log: log, bus: bus, topics: topics, router: rt, bridge: edge, api: api,
+		cfg: cfg, log: log, bus: bus, topics: topics, router: rt, bridge: edge, api: api, pub: pub,
 		server: &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -170,6 +206,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 			errc <- fmt.Errorf("http: %w", err)
 		}
 	})
+	heartbeatCtx, stopHeartbeat := context.WithCancel(context.Background())
+	wg.Go(func() { a.heartbeat(heartbeatCtx) })
 	a.log.Info("listening", "addr", ln.Addr().String(), "bus", a.bus.Kind(), "instance", a.cfg.InstanceID)
 
 	var runErr error
@@ -181,6 +219,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
+	stopHeartbeat()
 	a.api.Drain()
 	a.bridge.Drain()
 	// Shutdown closes the listener at once, then waits for requests; long

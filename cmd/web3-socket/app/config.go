@@ -78,6 +78,10 @@ type Config struct {
 	// MaxConnectionsPerUser bounds one user's sockets on an instance; 0 is no
 	// bound.
 	MaxConnectionsPerUser int `koanf:"max_connections_per_user"`
+	// ClusterHeartbeat is how often the instance announces itself on the
+	// control topic; an instance silent for three of them leaves the cluster
+	// statistics.
+	ClusterHeartbeat time.Duration `koanf:"cluster_heartbeat"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 }

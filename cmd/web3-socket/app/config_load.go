@@ -62,6 +62,7 @@ func DefaultConfig() Config {
 		PingInterval:      25 * time.Second,
 		PingTimeout:       30 * time.Second,
 		ShutdownTimeout:   10 * time.Second,
+		ClusterHeartbeat:  2 * time.Second,
 
 		SocketQueueMaxBytes:   1 << 20,
 		EventRateLimit:        50,

@@ -138,6 +138,9 @@ func (c Config) Validate() error {
 	if c.MaxConnectionsPerUser < 0 {
 		fail("MAX_CONNECTIONS_PER_USER: %d: want 0 (no bound) or more", c.MaxConnectionsPerUser)
 	}
+	if c.ClusterHeartbeat <= 0 {
+		fail("CLUSTER_HEARTBEAT: %s: want more than 0", c.ClusterHeartbeat)
+	}
 	if c.ShutdownTimeout <= 0 {
 		fail("SHUTDOWN_TIMEOUT: %s: want more than 0", c.ShutdownTimeout)
 	}
