@@ -98,6 +98,11 @@ func redisOptions(cfg RedisConfig) (*redis.Options, error) {
 	if cfg.Password != "" && opts.Password == "" {
 		opts.Password = cfg.Password
 	}
+	// Fail fast when Redis is away: a REST call must answer 503 within its
+	// deadline rather than wait through go-redis' patient defaults, and only
+	// once the publish has really failed (no 503 for a message that lands).
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = time.Second, time.Second, time.Second
+	opts.PoolTimeout, opts.MaxRetries = 2*time.Second, 2
 	if cfg.TLS && opts.TLSConfig == nil {
 		host, _, _ := net.SplitHostPort(opts.Addr)
 		opts.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}

@@ -14,7 +14,11 @@ import (
 type Redis struct {
 	Port int
 	URL  string
+	t    testing.TB
+	bin  string
+	dir  string
 	cmd  *exec.Cmd
+	done chan struct{}
 	logs *Buffer
 }
 
@@ -31,43 +35,64 @@ func StartRedis(t testing.TB) *Redis {
 		}
 		t.Skip(msg)
 	}
-	port := FreePort(t)
-	r := &Redis{Port: port, URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), logs: &Buffer{}}
-	r.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", t.TempDir(), "--protected-mode", "no")
-	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
-	r.cmd.WaitDelay = 2 * time.Second
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("harness: start redis-server: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = r.cmd.Wait(); close(exited) }()
+	r := &Redis{Port: FreePort(t), t: t, bin: bin, dir: t.TempDir(), logs: &Buffer{}}
+	r.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", r.Port)
 	t.Cleanup(func() {
-		_ = r.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = r.cmd.Process.Kill()
-			<-exited
-		}
+		r.Stop()
 		if t.Failed() {
 			t.Logf("redis-server output:\n%s", r.logs.String())
 		}
 	})
+	r.Start()
+	return r
+}
+
+// Start starts redis-server (again, after Stop) on the same port, and waits
+// until it answers PING.
+func (r *Redis) Start() {
+	r.t.Helper()
+	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", r.dir, "--protected-mode", "no")
+	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
+	r.cmd.WaitDelay = 2 * time.Second
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("harness: start redis-server: %v", err)
+	}
+	done := make(chan struct{})
+	r.done = done
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(done) }(r.cmd)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond); err == nil {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.Port), 200*time.Millisecond); err == nil {
 			_ = c.SetDeadline(time.Now().Add(time.Second))
 			_, _ = c.Write([]byte("PING\r\n"))
 			buf := make([]byte, 16)
 			n, _ := c.Read(buf)
 			c.Close()
 			if string(buf[:n]) == "+PONG\r\n" {
-				return r
+				return
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("harness: redis-server on port %d did not answer PING:\n%s", port, r.logs.String())
-	return nil
+	r.t.Fatalf("harness: redis-server on port %d did not answer PING:\n%s", r.Port, r.logs.String())
+}
+
+// Stop stops redis-server (without persistence, its data is gone).
+func (r *Redis) Stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-r.done:
+		return
+	default:
+	}
+	_ = r.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-r.done:
+	case <-time.After(5 * time.Second):
+		_ = r.cmd.Process.Kill()
+		<-r.done
+	}
 }

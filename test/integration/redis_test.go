@@ -190,3 +190,43 @@ func TestClusterStatsSeeEveryInstanceAndForgetADeadOne(t *testing.T) {
 		t.Errorf("cluster_instances on it-a = %v, want 1", got)
 	}
 }
+
+// TestRedisOutageAnswers503AndDeliveryResumes stops redis-server under two
+// instances: a REST publish answers 503 bus_unavailable within its deadline
+// (nothing accepted), /ready says not ready, and once Redis is back (empty:
+// no persistence) publishing is accepted again and reaches a client on the
+// other instance.
+func TestRedisOutageAnswers503AndDeliveryResumes(t *testing.T) {
+	r, a, b := startRedisPair(t)
+	d := harness.NewDriver(t)
+	connect(t, d, a, harness.Modes[0], "alice", harness.UserToken(t, a.JWTSecret(), "alice", nil))
+	postMessage(t, b, "alice", "before", 1)
+	expectData(t, d.WaitEvent("alice", "before", wait), 1)
+
+	r.Stop()
+	start := time.Now()
+	status, body := b.Do("POST", "/api/message", map[string]any{"userId": "alice", "event": "during", "data": 2}, nil)
+	took := time.Since(start)
+	var e struct{ Error struct{ Code string } }
+	decode(t, "error", body, &e)
+	if status != 503 || e.Error.Code != "bus_unavailable" {
+		t.Fatalf("publish while Redis is down: %d %s, want 503 bus_unavailable", status, body)
+	}
+	if took > 5*time.Second {
+		t.Errorf("the 503 took %v, past the 5s publish deadline", took)
+	}
+	if status, body := b.Do("GET", "/ready", nil, nil); status != 503 {
+		t.Errorf("/ready while Redis is down: %d %s, want 503", status, body)
+	}
+
+	r.Start()
+	eventually(t, 20*time.Second, func() (bool, string) {
+		status, body := b.Do("POST", "/api/message", map[string]any{"userId": "alice", "event": "after", "data": 3}, nil)
+		return status == 202, fmt.Sprintf("publish after Redis came back: %d %s", status, body)
+	})
+	expectData(t, d.WaitEvent("alice", "after", 20*time.Second), 3)
+	d.AssertNoEvent("alice", "during", quiet)
+	if status, body := b.Do("GET", "/ready", nil, nil); status != 200 {
+		t.Errorf("/ready after Redis came back: %d %s, want 200", status, body)
+	}
+}
