@@ -47,6 +47,13 @@ type ClusterView interface {
 	Members() []router.Member
 }
 
+// Cluster is what the API asks of the whole cluster (Presence does it).
+type Cluster interface {
+	ClusterView
+	User(ctx context.Context, user string) (UserPresence, error)
+	Rooms(ctx context.Context) (map[string]int, error)
+}
+
 // APIConfig configures the REST API.
 type APIConfig struct {
 	Version  string
@@ -83,7 +90,7 @@ type API struct {
 	pub      Publisher
 	bus      Pinger
 	edge     Edge
-	cluster  ClusterView
+	cluster  Cluster
 	metrics  *HTTPMetrics
 	log      *slog.Logger
 	started  time.Time
@@ -94,7 +101,7 @@ type API struct {
 
 // NewAPI returns the REST API. cluster may be nil: the instance is then the
 // whole cluster.
-func NewAPI(cfg APIConfig, pub Publisher, bus Pinger, edge Edge, cluster ClusterView, metrics *HTTPMetrics, log *slog.Logger) (*API, error) {
+func NewAPI(cfg APIConfig, pub Publisher, bus Pinger, edge Edge, cluster Cluster, metrics *HTTPMetrics, log *slog.Logger) (*API, error) {
 	cfg.setDefaults()
 	if len(cfg.Keys) == 0 {
 		return nil, errors.New("api: at least one API key is required")
@@ -302,18 +309,35 @@ func (a *API) connections(*http.Request) (int, any, error) {
 
 func (a *API) user(r *http.Request) (int, any, error) {
 	id := r.PathValue("userId")
-	p := a.edge.LocalUser(id)
-	instances := []string{}
-	if p.Sockets > 0 {
-		instances = append(instances, a.cfg.Instance)
+	var p UserPresence
+	if a.cluster != nil {
+		var err error
+		if p, err = a.cluster.User(r.Context(), id); err != nil {
+			return 0, nil, err
+		}
+	} else {
+		local := a.edge.LocalUser(id)
+		p = UserPresence{Sockets: local.Sockets, Instances: []string{}, Rooms: local.Rooms}
+		if local.Sockets > 0 {
+			p.Instances = append(p.Instances, a.cfg.Instance)
+		}
+	}
+	if p.Rooms == nil {
+		p.Rooms = []string{}
 	}
 	return http.StatusOK, map[string]any{
-		"userId": id, "online": p.Sockets > 0, "sockets": p.Sockets, "instances": instances, "rooms": p.Rooms,
+		"userId": id, "online": p.Sockets > 0, "sockets": p.Sockets, "instances": p.Instances, "rooms": p.Rooms,
 	}, nil
 }
 
-func (a *API) rooms(*http.Request) (int, any, error) {
+func (a *API) rooms(r *http.Request) (int, any, error) {
 	local := a.edge.LocalRooms()
+	if a.cluster != nil {
+		var err error
+		if local, err = a.cluster.Rooms(r.Context()); err != nil {
+			return 0, nil, err
+		}
+	}
 	rooms := make([]map[string]any, 0, len(local))
 	for name, members := range local {
 		rooms = append(rooms, map[string]any{"name": name, "members": members})

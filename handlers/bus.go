@@ -54,9 +54,17 @@ func HeartbeatData(connections, users, rooms int) json.RawMessage {
 	return b
 }
 
+// Queries answers the cluster-wide questions of other instances and collects
+// the answers to this one's (Presence does it).
+type Queries interface {
+	HandleQuery(env *schemas.Envelope)
+	HandleReply(env *schemas.Envelope) error
+}
+
 // Control returns the handler of the control topic: cluster commands applied
-// to this instance's sockets, and heartbeats recorded in the cluster view.
-func Control(m Members, cluster Observer) router.HandlerFunc {
+// to this instance's sockets, heartbeats recorded in the cluster view, and
+// presence queries and replies. queries may be nil.
+func Control(m Members, cluster Observer, queries Queries) router.HandlerFunc {
 	return func(msg *message.Message) error {
 		env, err := decode(msg, schemas.KindControl)
 		if err != nil {
@@ -78,6 +86,16 @@ func Control(m Members, cluster Observer) router.HandlerFunc {
 			}
 			// Seen now, by this instance's clock: instances' clocks may differ.
 			cluster.Observe(router.Member{Instance: env.Instance, Connections: st.Connections, Users: st.Users, Rooms: st.Rooms})
+		case schemas.ActionQuery:
+			if queries != nil {
+				queries.HandleQuery(env)
+			}
+		case schemas.ActionReply:
+			if queries != nil {
+				if err := queries.HandleReply(env); err != nil {
+					return router.Permanent(err)
+				}
+			}
 		}
 		return nil
 	}

@@ -195,7 +195,7 @@ func TestControlAppliesCommandsToMembers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &fakeMembers{}
-			if err := Control(m, &fakeObserver{})(busMessage(t, tt.env)); err != nil {
+			if err := Control(m, &fakeObserver{}, nil)(busMessage(t, tt.env)); err != nil {
 				t.Fatalf("Control: %v", err)
 			}
 			if !slices.Equal(m.calls, tt.want) {
@@ -230,7 +230,7 @@ func TestControlRefusesBadPayloadsPermanently(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &fakeMembers{}
-			err := Control(m, &fakeObserver{})(message.NewMessage("m1", tt.payload))
+			err := Control(m, &fakeObserver{}, nil)(message.NewMessage("m1", tt.payload))
 			wantPermanent(t, err, tt.msg...)
 			if len(m.calls) != 0 {
 				t.Errorf("members got %q for a bad payload", m.calls)
@@ -262,7 +262,7 @@ func TestControlRecordsHeartbeatsInTheClusterView(t *testing.T) {
 	env := schemas.NewControl(schemas.ActionHeartbeat, "", "", "inst-9")
 	env.Data = HeartbeatData(3, 2, 1)
 	obs := &fakeObserver{}
-	if err := Control(&fakeMembers{}, obs)(busMessage(t, env)); err != nil {
+	if err := Control(&fakeMembers{}, obs, nil)(busMessage(t, env)); err != nil {
 		t.Fatal(err)
 	}
 	if len(obs.seen) != 1 {

@@ -27,7 +27,7 @@ const (
 
 var (
 	kinds          = []string{string(KindDeliver), string(KindClientEvent), string(KindControl)}
-	actions        = []string{ActionJoin, ActionLeave, ActionDisconnect, ActionHeartbeat}
+	actions        = []string{ActionJoin, ActionLeave, ActionDisconnect, ActionHeartbeat, ActionQuery, ActionReply}
 	reservedEvents = []string{"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
 	heartbeatStats = []string{"connections", "users", "rooms"}
 )
@@ -83,6 +83,15 @@ func (w *wireEnvelope) check() []FieldError {
 		case ActionHeartbeat:
 			instance.required = true
 			c.heartbeatStats(w.Data)
+		case ActionQuery, ActionReply:
+			instance.required = true
+			switch t := typeOf(w.Data); t {
+			case absent:
+				c.add("/data", "is required")
+			case jsonObject:
+			default:
+				c.wrongType("/data", t, "object")
+			}
 		}
 	}
 	if kind != KindControl {

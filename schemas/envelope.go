@@ -32,6 +32,10 @@ const (
 	ActionLeave      = "leave"
 	ActionDisconnect = "disconnect"
 	ActionHeartbeat  = "heartbeat"
+	// ActionQuery asks every instance about its sockets (data says what);
+	// each answers with ActionReply, data naming the query's id.
+	ActionQuery = "query"
+	ActionReply = "reply"
 )
 
 // Metadata keys that mirror routing fields of the envelope on the bus message,

@@ -24,11 +24,11 @@ var wantStatuses = map[string][]int{
 	"POST /api/message":                       {202, 400, 401, 413, 415, 503},
 	"POST /api/broadcast":                     {202, 400, 401, 413, 415, 503},
 	"POST /api/batch":                         {202, 400, 401, 413, 415, 503},
-	"GET /api/users/{userId}":                 {200, 401},
+	"GET /api/users/{userId}":                 {200, 401, 503},
 	"POST /api/users/{userId}/rooms":          {202, 400, 401, 413, 415, 503},
 	"DELETE /api/users/{userId}/rooms/{room}": {202, 400, 401, 503},
 	"POST /api/users/{userId}/disconnect":     {202, 401, 503},
-	"GET /api/rooms":                          {200, 401},
+	"GET /api/rooms":                          {200, 401, 503},
 }
 
 const openAPIURL = "https://github.com/web3-socket/web3-socket/schemas/openapi.json"

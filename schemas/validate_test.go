@@ -125,6 +125,9 @@ func validEnvelopeCases() []envelopeCase {
 			"data": map[string]any{"connections": json.RawMessage("3.0"), "users": json.RawMessage("1e2"), "rooms": json.RawMessage("-0")}}},
 		{"control heartbeat with empty data", "control", map[string]any{"action": "heartbeat", "instance": "i1", "data": map[string]any{}}},
 		{"control heartbeat with stats in other case", "control", map[string]any{"action": "heartbeat", "instance": "i1", "data": map[string]any{"Connections": -1}}},
+		{"control query", "control", map[string]any{"action": "query", "instance": "i1", "userId": "u1", "data": map[string]any{"query": "user"}}},
+		{"control reply", "control", map[string]any{"action": "reply", "instance": "i2", "data": map[string]any{"queryId": "q1", "sockets": 2}}},
+		{"control reply with empty data", "control", map[string]any{"action": "reply", "instance": "i2", "data": map[string]any{}}},
 
 		// Timestamps.
 		{"ts with nanoseconds", "deliver", map[string]any{"ts": "2026-11-27T10:00:00.123456789Z"}},
@@ -214,6 +217,10 @@ func invalidEnvelopeCases() []envelopeCase {
 		{"control leave without userId", "control", map[string]any{"action": "leave", "userId": nil}, "/userId: is required"},
 		{"control disconnect without userId", "control", map[string]any{"action": "disconnect", "userId": nil}, "/userId: is required"},
 		{"control heartbeat without instance", "control", map[string]any{"action": "heartbeat"}, "/instance: is required"},
+		{"control query without instance", "control", map[string]any{"action": "query", "data": map[string]any{}}, "/instance: is required"},
+		{"control query without data", "control", map[string]any{"action": "query", "instance": "i1"}, "/data: is required"},
+		{"control reply with array data", "control", map[string]any{"action": "reply", "instance": "i1", "data": []int{1}}, "/data:"},
+		{"control reply with null data", "control", map[string]any{"action": "reply", "instance": "i1", "data": nil}, "/data:"},
 		{"control heartbeat data not an object", "control", map[string]any{"action": "heartbeat", "instance": "i1", "data": []int{1}}, "/data: "},
 		{"control heartbeat negative count", "control", map[string]any{"action": "heartbeat", "instance": "i1", "data": map[string]any{"connections": -1}}, "/data/connections: "},
 

@@ -75,6 +75,42 @@ func TestRedisBusDeliversAcrossInstances(t *testing.T) {
 		d.AssertNoEvent("bob", "lobby-news", quiet)
 	})
 
+	t.Run("presence and rooms are cluster-wide", func(t *testing.T) {
+		for _, s := range []*harness.Server{a, b} {
+			eventually(t, wait, func() (bool, string) {
+				st := statsOf(t, s)
+				return st.Cluster.Instances == 2, fmt.Sprintf("instances seen by %s: %+v", s.Env["INSTANCE_ID"], st)
+			})
+		}
+		connect(t, d, b, ws, "alice-2", harness.UserToken(t, b.JWTSecret(), "alice", nil))
+		for _, s := range []*harness.Server{a, b} {
+			status, body := s.Do("GET", "/api/users/alice", nil, nil)
+			var p struct {
+				Online    bool
+				Sockets   int
+				Instances []string
+				Rooms     []string
+			}
+			decode(t, "presence", body, &p)
+			if status != 200 || !p.Online || p.Sockets != 2 || strings.Join(p.Instances, ",") != "it-a,it-b" || strings.Join(p.Rooms, ",") != "lobby" {
+				t.Errorf("GET /api/users/alice on %s: %d %s; want 2 sockets on it-a and it-b, in lobby", s.Env["INSTANCE_ID"], status, body)
+			}
+			status, body = s.Do("GET", "/api/rooms", nil, nil)
+			var rooms struct {
+				Rooms []struct {
+					Name    string
+					Members int
+				}
+			}
+			decode(t, "rooms", body, &rooms)
+			if status != 200 || len(rooms.Rooms) != 1 || rooms.Rooms[0].Name != "lobby" || rooms.Rooms[0].Members != 1 {
+				t.Errorf("GET /api/rooms on %s: %d %s; want lobby with 1 member", s.Env["INSTANCE_ID"], status, body)
+			}
+		}
+		d.Disconnect("alice-2")
+		d.WaitDisconnect("alice-2", wait)
+	})
+
 	t.Run("send_message between users on different instances", func(t *testing.T) {
 		a := expectAck(t, "send_message", d.MustAck("bob", "send_message", wait, map[string]any{"recipient": "alice", "content": "hi alice"}), true)
 		got := d.WaitEvent("alice", "message", wait)

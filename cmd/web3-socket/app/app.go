@@ -25,15 +25,16 @@ import (
 
 // App is one running instance.
 type App struct {
-	cfg    Config
-	log    *slog.Logger
-	bus    router.Bus
-	topics router.Topics
-	router *router.Router
-	bridge *bridge.Bridge
-	api    *handlers.API
-	pub    *router.Publisher
-	server *http.Server
+	cfg      Config
+	log      *slog.Logger
+	bus      router.Bus
+	topics   router.Topics
+	router   *router.Router
+	bridge   *bridge.Bridge
+	api      *handlers.API
+	pub      *router.Publisher
+	presence *handlers.Presence
+	server   *http.Server
 }
 
 // clusterSize counts the live instances, this one included.
@@ -117,7 +118,9 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		return nil, err
 	}
 	rt.HandleFanOut("deliver", topics.Outbound, handlers.Outbound(edge))
-	rt.HandleFanOut("control", topics.Control, handlers.Control(edge, cluster))
+	presence := handlers.NewPresence(handlers.PresenceConfig{Instance: cfg.InstanceID, ControlTopic: topics.Control},
+		pub, edge, cluster, log)
+	rt.HandleFanOut("control", topics.Control, handlers.Control(edge, cluster, presence))
 
 	api, err := handlers.NewAPI(handlers.APIConfig{
 		Version:       version,
@@ -126,7 +129,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		MaxBodyBytes:  cfg.MaxPayloadBytes,
 		OutboundTopic: topics.Outbound,
 		ControlTopic:  topics.Control,
-	}, pub, bus, edge, cluster, handlers.NewHTTPMetrics(reg), log)
+	}, pub, bus, edge, presence, handlers.NewHTTPMetrics(reg), log)
 	if err != nil {
 		_ = bus.Close()
 		return nil, err
@@ -138,7 +141,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 	api.Register(mux)
 
 	return &App{
-		cfg: cfg, log: log, bus: bus, topics: topics, router: rt, bridge: edge, api: api, pub: pub,
+		cfg: cfg, log: log, bus: bus, topics: topics, router: rt, bridge: edge, api: api, pub: pub, presence: presence,
 		server: &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -206,8 +209,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 			errc <- fmt.Errorf("http: %w", err)
 		}
 	})
-	heartbeatCtx, stopHeartbeat := context.WithCancel(context.Background())
-	wg.Go(func() { a.heartbeat(heartbeatCtx) })
+	clusterCtx, stopCluster := context.WithCancel(context.Background())
+	wg.Go(func() { a.heartbeat(clusterCtx) })
+	wg.Go(func() { a.presence.Run(clusterCtx) })
 	a.log.Info("listening", "addr", ln.Addr().String(), "bus", a.bus.Kind(), "instance", a.cfg.InstanceID)
 
 	var runErr error
@@ -219,7 +223,6 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
-	stopHeartbeat()
 	a.api.Drain()
 	a.bridge.Drain()
 	// Shutdown closes the listener at once, then waits for requests; long
@@ -230,6 +233,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if err := a.api.Wait(shutdownCtx); err != nil {
 		errs = append(errs, err)
 	}
+	stopCluster() // after the REST calls, which may be waiting for presence replies
 	if err := a.router.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("router: %w", err))
 	}
