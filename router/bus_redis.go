@@ -42,7 +42,7 @@ type redisBus struct {
 	client   *redis.Client
 	logger   watermill.LoggerAdapter
 	cfg      RedisConfig
-	pub      *redisstream.Publisher
+	pub      *redisPublisher
 	fanOut   *redisstream.Subscriber
 	mu       sync.Mutex
 	queues   map[string]*redisstream.Subscriber
@@ -63,11 +63,7 @@ func newRedisBus(cfg RedisConfig, log *slog.Logger) (*redisBus, error) {
 		return nil, fmt.Errorf("bus redis: cannot reach %s: %w", opts.Addr, err)
 	}
 	logger := watermillLogger(log)
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client, DefaultMaxlen: cfg.StreamMaxLen}, logger)
-	if err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("bus redis: publisher: %w", err)
-	}
+	pub := &redisPublisher{client: client, maxLen: cfg.StreamMaxLen, timeout: 5 * time.Second}
 	fanOut, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 		Client:       client,
 		Unmarshaller: entryUnmarshaller{},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/web3-socket/web3-socket/router"
 	"github.com/web3-socket/web3-socket/schemas"
 	"github.com/web3-socket/web3-socket/test/harness"
 )
@@ -264,5 +267,54 @@ func TestRedisOutageAnswers503AndDeliveryResumes(t *testing.T) {
 	d.AssertNoEvent("alice", "during", quiet)
 	if status, body := b.Do("GET", "/ready", nil, nil); status != 200 {
 		t.Errorf("/ready after Redis came back: %d %s, want 200", status, body)
+	}
+}
+
+// TestRedisBusPublishesABatchInOrderAndEveryInstanceReadsIt publishes 500
+// messages in one call (one MULTI/EXEC) and reads them back, in order, from
+// two fan-out subscribers, as two instances would.
+func TestRedisBusPublishesABatchInOrderAndEveryInstanceReadsIt(t *testing.T) {
+	r := harness.StartRedis(t)
+	log := slog.New(slog.DiscardHandler)
+	var buses []router.Bus
+	for _, name := range []string{"one", "two"} {
+		bus, err := router.NewBus(router.BusConfig{Kind: router.KindRedis, Redis: router.RedisConfig{URL: r.URL, Instance: name}}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = bus.Close() })
+		buses = append(buses, bus)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var subs []<-chan *message.Message
+	for _, bus := range buses {
+		ch, err := bus.FanOut().Subscribe(ctx, "batch.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, ch)
+	}
+	time.Sleep(300 * time.Millisecond) // the subscribers' first XREAD ("$") is under way
+	const n = 500
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = message.NewMessage(fmt.Sprint("m", i), []byte(fmt.Sprint(i)))
+	}
+	if err := buses[0].Publisher().Publish("batch.test", msgs...); err != nil {
+		t.Fatal(err)
+	}
+	for s, ch := range subs {
+		for i := range n {
+			select {
+			case m := <-ch:
+				if string(m.Payload) != fmt.Sprint(i) || m.UUID != fmt.Sprint("m", i) {
+					t.Fatalf("subscriber %d: message %d is %s %q", s, i, m.UUID, m.Payload)
+				}
+				m.Ack()
+			case <-ctx.Done():
+				t.Fatalf("subscriber %d: %d of %d messages", s, i, n)
+			}
+		}
 	}
 }
