@@ -43,7 +43,7 @@ type redisBus struct {
 	logger   watermill.LoggerAdapter
 	cfg      RedisConfig
 	pub      *redisPublisher
-	fanOut   *redisstream.Subscriber
+	fanOut   *streamReader
 	mu       sync.Mutex
 	queues   map[string]*redisstream.Subscriber
 	closeErr error
@@ -64,18 +64,9 @@ func newRedisBus(cfg RedisConfig, log *slog.Logger) (*redisBus, error) {
 	}
 	logger := watermillLogger(log)
 	pub := &redisPublisher{client: client, maxLen: cfg.StreamMaxLen, timeout: 5 * time.Second}
-	fanOut, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-		Client:       client,
-		Unmarshaller: entryUnmarshaller{},
-		// No consumer group: each instance reads the whole stream from the
-		// moment it subscribes.
-		FanOutOldestId:                "$",
-		DisableIndefiniteInitialBlock: true,
-	}, logger)
-	if err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("bus redis: subscriber: %w", err)
-	}
+	// No consumer group for fan-out: each instance reads the whole stream
+	// from the moment it subscribes.
+	fanOut := newStreamReader(client, log)
 	return &redisBus{client: client, logger: logger, cfg: cfg, pub: pub, fanOut: fanOut,
 		queues: map[string]*redisstream.Subscriber{}}, nil
 }

@@ -1,0 +1,132 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+)
+
+// streamReader is a fan-out message.Subscriber over Redis Streams: every
+// subscriber reads every entry added after it subscribed, many entries per
+// XREAD (the adapter's fan-out subscriber reads one per round trip). Entries
+// are handed over one at a time, each after the previous one was acked, so
+// order is kept; a nacked entry is handed over again.
+type streamReader struct {
+	client *redis.Client
+	log    *slog.Logger
+	// count is how many entries one XREAD asks for; block how long it waits.
+	count int64
+	block time.Duration
+
+	closing chan struct{}
+	once    sync.Once
+	readers sync.WaitGroup
+}
+
+func newStreamReader(client *redis.Client, log *slog.Logger) *streamReader {
+	return &streamReader{client: client, log: log.With("component", "redis-reader"), count: 256,
+		block: 200 * time.Millisecond, closing: make(chan struct{})}
+}
+
+// Subscribe starts reading topic from its current end.
+func (s *streamReader) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	select {
+	case <-s.closing:
+		return nil, errors.New("redis reader: closed")
+	default:
+	}
+	// Start after the last entry there is now. "$" would do for the first
+	// XREAD, but not for a second one after an empty block: whatever was
+	// added in between would be skipped.
+	start := "0-0"
+	last, err := s.client.XRevRangeN(ctx, topic, "+", "-", 1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis reader: end of %s: %w", topic, err)
+	}
+	if len(last) == 1 {
+		start = last[0].ID
+	}
+	out := make(chan *message.Message)
+	s.readers.Add(1)
+	go s.read(ctx, topic, start, out)
+	return out, nil
+}
+
+func (s *streamReader) read(ctx context.Context, topic, after string, out chan<- *message.Message) {
+	defer s.readers.Done()
+	defer close(out)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		streams, err := s.client.XRead(ctx, &redis.XReadArgs{Streams: []string{topic, after}, Count: s.count, Block: s.block}).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			continue
+		case err != nil:
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("xread failed; retrying", "topic", topic, "error", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		for _, xs := range streams {
+			for _, entry := range xs.Messages {
+				msg, err := entryUnmarshaller{}.Unmarshal(entry.Values)
+				if err != nil {
+					s.log.Warn("stream entry skipped", "topic", topic, "entry", entry.ID, "error", err)
+				} else if !handOver(ctx, msg, out) {
+					return
+				}
+				after = entry.ID
+			}
+		}
+	}
+}
+
+// handOver gives msg to the reader's consumer and waits for its ack, handing
+// it over again after a nack. It reports false when ctx ended first.
+func handOver(ctx context.Context, msg *message.Message, out chan<- *message.Message) bool {
+	for {
+		m := msg.Copy()
+		select {
+		case out <- m:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case <-m.Acked():
+			return true
+		case <-m.Nacked():
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// Close stops every reader and waits for them.
+func (s *streamReader) Close() error {
+	s.once.Do(func() { close(s.closing) })
+	s.readers.Wait()
+	return nil
+}
