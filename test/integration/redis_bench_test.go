@@ -21,12 +21,7 @@ import (
 // fan-out subscriber that acks at once. Run: go test -run x -bench RedisBus ./test/integration
 func BenchmarkRedisBusFanOut(b *testing.B) {
 	r := harness.StartRedis(b)
-	bus, err := router.NewBus(router.BusConfig{Kind: router.KindRedis, Redis: router.RedisConfig{URL: r.URL, Instance: "bench"}},
-		slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bus.Close()
+	bus := redisBus(b, r)
 	benchFanOut(b, bus.Publisher(), bus.FanOut())
 }
 
@@ -36,12 +31,7 @@ func BenchmarkRedisBusFanOut(b *testing.B) {
 // two of its empty blocking reads.
 func BenchmarkRedisAdapterFanOut(b *testing.B) {
 	r := harness.StartRedis(b)
-	bus, err := router.NewBus(router.BusConfig{Kind: router.KindRedis, Redis: router.RedisConfig{URL: r.URL, Instance: "bench"}},
-		slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bus.Close()
+	bus := redisBus(b, r)
 	opts, err := redis.ParseURL(r.URL)
 	if err != nil {
 		b.Fatal(err)
@@ -89,4 +79,16 @@ func benchFanOut(b *testing.B, pub message.Publisher, sub message.Subscriber) {
 	}
 	<-done
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// redisBus returns a Redis bus on r, closed when the benchmark ends.
+func redisBus(b *testing.B, r *harness.Redis) router.Bus {
+	b.Helper()
+	bus, err := router.NewBus(router.BusConfig{Kind: router.KindRedis, Redis: router.RedisConfig{URL: r.URL, Instance: "bench"}},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = bus.Close() })
+	return bus
 }
