@@ -179,7 +179,15 @@ func (t *wsTransport) Send(packets []*packet.Packet) {
 		if _, isText := data.(*types.StringBuffer); !isText {
 			opcode = ws.BinaryMessage
 		}
-		frames = append(frames, newFrame(opcode, data.Bytes()))
+		f := newFrame(opcode, data.Bytes())
+		if p.Type == packet.PING {
+			// The heartbeat goes ahead of any backlog: a client that is
+			// reading gets its ping, and answers, without first reading
+			// everything queued for it.
+			t.enqueueFront(f)
+			continue
+		}
+		frames = append(frames, f)
 	}
 	t.enqueue(frames...)
 	// The engine runs its send callbacks on drain; its writes are queued, and
