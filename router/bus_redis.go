@@ -32,6 +32,9 @@ type RedisConfig struct {
 	StreamMaxLen int64
 	// Instance names this instance's consumers in consumer groups.
 	Instance string
+	// ClaimIdle is how long an entry of a consumer group stays pending (its
+	// consumer dead or stuck) before another consumer takes it over.
+	ClaimIdle time.Duration
 }
 
 // redisBus shares topics between instances over Redis Streams, with the
@@ -40,14 +43,14 @@ type RedisConfig struct {
 // queue (XREADGROUP).
 type redisBus struct {
 	client   *redis.Client
-	logger   watermill.LoggerAdapter
 	cfg      RedisConfig
 	pub      *redisPublisher
 	fanOut   *streamReader
 	mu       sync.Mutex
-	queues   map[string]*redisstream.Subscriber
+	queues   map[string]*groupReader
 	closeErr error
 	once     sync.Once
+	log      *slog.Logger
 }
 
 func newRedisBus(cfg RedisConfig, log *slog.Logger) (*redisBus, error) {
@@ -62,13 +65,12 @@ func newRedisBus(cfg RedisConfig, log *slog.Logger) (*redisBus, error) {
 		_ = client.Close()
 		return nil, fmt.Errorf("bus redis: cannot reach %s: %w", opts.Addr, err)
 	}
-	logger := watermillLogger(log)
 	pub := &redisPublisher{client: client, maxLen: cfg.StreamMaxLen, timeout: 5 * time.Second}
 	// No consumer group for fan-out: each instance reads the whole stream
 	// from the moment it subscribes.
 	fanOut := newStreamReader(client, log)
-	return &redisBus{client: client, logger: logger, cfg: cfg, pub: pub, fanOut: fanOut,
-		queues: map[string]*redisstream.Subscriber{}}, nil
+	return &redisBus{client: client, cfg: cfg, pub: pub, fanOut: fanOut,
+		queues: map[string]*groupReader{}, log: log}, nil
 }
 
 func redisOptions(cfg RedisConfig) (*redis.Options, error) {
@@ -109,18 +111,11 @@ func (b *redisBus) WorkQueue(group string) message.Subscriber {
 	if s, ok := b.queues[group]; ok {
 		return s
 	}
-	s, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-		Client:                        b.client,
-		Unmarshaller:                  entryUnmarshaller{},
-		ConsumerGroup:                 group,
-		Consumer:                      b.cfg.Instance,
-		OldestId:                      "$",
-		DisableIndefiniteInitialBlock: true,
-	}, b.logger)
-	if err != nil {
-		// Only a nil client fails here, and New checked it.
-		panic(fmt.Sprintf("bus redis: consumer group %s: %v", group, err))
+	claimIdle := b.cfg.ClaimIdle
+	if claimIdle == 0 {
+		claimIdle = 5 * time.Second
 	}
+	s := newGroupReader(b.client, group, b.cfg.Instance, claimIdle, b.log)
 	b.queues[group] = s
 	return s
 }

@@ -1,10 +1,13 @@
 package router
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 	"github.com/redis/go-redis/v9"
@@ -34,4 +37,100 @@ func TestStreamReaderPassesTheUniversalPubSubSuite(t *testing.T) {
 		reader.fromStart = true
 		return &redisPublisher{client: client, timeout: 5 * time.Second}, reader
 	}, nil)
+}
+
+// TestGroupReaderPassesTheUniversalPubSubSuite does the same for the work
+// queue: consumer groups, batched reads and acknowledgements.
+func TestGroupReaderPassesTheUniversalPubSubSuite(t *testing.T) {
+	r := harness.StartRedis(t)
+	constructor := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
+		opts, err := redis.ParseURL(r.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := redis.NewClient(opts)
+		t.Cleanup(func() { _ = client.Close() })
+		reader := newGroupReader(client, group, watermill.NewShortUUID(), 10*time.Second, slog.New(slog.DiscardHandler))
+		reader.fromStart = true
+		return &redisPublisher{client: client, timeout: 5 * time.Second}, reader
+	}
+	tests.TestPubSub(t, tests.Features{
+		ConsumerGroups:                      true,
+		ExactlyOnceDelivery:                 false,
+		GuaranteedOrderWithSingleSubscriber: true,
+		Persistent:                          true,
+		NewSubscriberReceivesOldMessages:    true,
+	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
+		return constructor(t, watermill.NewShortUUID())
+	}, constructor)
+}
+
+// TestGroupReaderClaimsWhatADeadConsumerLeftPending: a consumer takes entries
+// and dies without acknowledging them; another consumer of the group gets
+// them once they have been idle for the claim time.
+func TestGroupReaderClaimsWhatADeadConsumerLeftPending(t *testing.T) {
+	r := harness.StartRedis(t)
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	defer client.Close()
+	log := slog.New(slog.DiscardHandler)
+	pub := &redisPublisher{client: client, timeout: 5 * time.Second}
+	msgs := make([]*message.Message, 5)
+	for i := range msgs {
+		msgs[i] = message.NewMessage(fmt.Sprint("m", i), []byte(fmt.Sprint(i)))
+	}
+	dead := newGroupReader(client, "g", "dead", time.Second, log)
+	dead.fromStart = true
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := dead.Subscribe(ctx, "claims")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish("claims", msgs...); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch: // taken, never acknowledged
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first consumer got nothing")
+	}
+	cancel()
+	_ = dead.Close()
+
+	alive := newGroupReader(client, "g", "alive", time.Second, log)
+	defer alive.Close()
+	ch, err = alive.Subscribe(context.Background(), "claims")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range msgs {
+		select {
+		case m := <-ch:
+			if string(m.Payload) != fmt.Sprint(i) {
+				t.Fatalf("claimed message %d is %q", i, m.Payload)
+			}
+			m.Ack()
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of %d pending entries were claimed", i, len(msgs))
+		}
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("claiming took %v with a 1s claim time", took)
+	}
+	pending, err := client.XPending(context.Background(), "claims", "g").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for pending.Count != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		pending, _ = client.XPending(context.Background(), "claims", "g").Result()
+	}
+	if pending.Count != 0 {
+		t.Errorf("%d entries still pending after they were handled and acknowledged", pending.Count)
+	}
 }

@@ -55,6 +55,9 @@ type Config struct {
 	RedisTLS bool `koanf:"redis_tls"`
 	// RedisStreamMaxLen trims each stream to about this many entries.
 	RedisStreamMaxLen int64 `koanf:"redis_stream_maxlen"`
+	// RedisClaimIdle is how long a consumer-group entry stays pending before
+	// another instance takes it over.
+	RedisClaimIdle time.Duration `koanf:"redis_claim_idle"`
 
 	TopicPrefix string `koanf:"topic_prefix"`
 	// InstanceID names this instance on the bus; generated when empty.

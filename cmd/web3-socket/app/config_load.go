@@ -57,6 +57,7 @@ func DefaultConfig() Config {
 		RedisHost:         "127.0.0.1",
 		RedisPort:         6379,
 		RedisStreamMaxLen: 1_000_000,
+		RedisClaimIdle:    5 * time.Second,
 		TopicPrefix:       "socket.",
 		MaxPayloadBytes:   1 << 20,
 		PingInterval:      25 * time.Second,

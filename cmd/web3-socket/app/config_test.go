@@ -140,7 +140,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		"TOPIC_PREFIX": "ws.", "INSTANCE_ID": "i-1", "MAX_PAYLOAD_BYTES": "2048", "PING_INTERVAL": "30s",
 		"PING_TIMEOUT": "45s", "SHUTDOWN_TIMEOUT": "1m", "SOCKET_QUEUE_MAX_BYTES": "65536",
 		"EVENT_RATE_LIMIT": "2.5", "EVENT_RATE_BURST": "7", "MAX_CONNECTIONS_PER_USER": "3",
-		"REDIS_TLS": "true", "REDIS_STREAM_MAXLEN": "5000", "CLUSTER_HEARTBEAT": "750ms",
+		"REDIS_TLS": "true", "REDIS_STREAM_MAXLEN": "5000", "CLUSTER_HEARTBEAT": "750ms", "REDIS_CLAIM_IDLE": "3s",
 	}
 	cfg, _, err := layers{env: env}.load(t)
 	if err != nil {
@@ -155,7 +155,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		TopicPrefix: "ws.", InstanceID: "i-1", MaxPayloadBytes: 2048, PingInterval: 30 * time.Second,
 		PingTimeout: 45 * time.Second, ShutdownTimeout: time.Minute, SocketQueueMaxBytes: 65536,
 		EventRateLimit: 2.5, EventRateBurst: 7, MaxConnectionsPerUser: 3,
-		RedisTLS: true, RedisStreamMaxLen: 5000, ClusterHeartbeat: 750 * time.Millisecond,
+		RedisTLS: true, RedisStreamMaxLen: 5000, ClusterHeartbeat: 750 * time.Millisecond, RedisClaimIdle: 3 * time.Second,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("\n got %+v\nwant %+v", cfg, want)
@@ -441,6 +441,7 @@ func TestValidate(t *testing.T) {
 		{"negative connection bound", func(c *Config) { c.MaxConnectionsPerUser = -1 }, "MAX_CONNECTIONS_PER_USER: -1"},
 		{"negative stream length", func(c *Config) { c.RedisStreamMaxLen = -1 }, "REDIS_STREAM_MAXLEN: -1"},
 		{"no heartbeat", func(c *Config) { c.ClusterHeartbeat = 0 }, "CLUSTER_HEARTBEAT: 0s"},
+		{"no claim time", func(c *Config) { c.RedisClaimIdle = 0 }, "REDIS_CLAIM_IDLE: 0s"},
 		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "SHUTDOWN_TIMEOUT: 0s"},
 	}
 	for _, tt := range tests {

@@ -102,6 +102,9 @@ func (c Config) Validate() error {
 			fail("REDIS_URL: not a redis://, rediss:// or unix:// URL")
 		}
 	}
+	if c.RedisClaimIdle <= 0 {
+		fail("REDIS_CLAIM_IDLE: %s: want more than 0", c.RedisClaimIdle)
+	}
 	if c.RedisStreamMaxLen < 0 {
 		fail("REDIS_STREAM_MAXLEN: %d: want 0 (no trimming) or more", c.RedisStreamMaxLen)
 	}
