@@ -43,6 +43,8 @@ type Bus interface {
 type BusConfig struct {
 	Kind  string
 	Redis RedisConfig
+	// Metrics, when set, receive what only the bus can see (consumer lag).
+	Metrics *Metrics
 }
 
 // NewBus returns the Bus of the configured kind.
@@ -51,7 +53,7 @@ func NewBus(cfg BusConfig, log *slog.Logger) (Bus, error) {
 	case "", KindMemory:
 		return newMemoryBus(log), nil
 	case KindRedis:
-		return newRedisBus(cfg.Redis, log)
+		return newRedisBus(cfg.Redis, cfg.Metrics, log)
 	case KindKafka:
 		return nil, fmt.Errorf("bus %q: not available in this build yet", cfg.Kind)
 	default:

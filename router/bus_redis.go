@@ -53,7 +53,7 @@ type redisBus struct {
 	log      *slog.Logger
 }
 
-func newRedisBus(cfg RedisConfig, log *slog.Logger) (*redisBus, error) {
+func newRedisBus(cfg RedisConfig, metrics *Metrics, log *slog.Logger) (*redisBus, error) {
 	opts, err := redisOptions(cfg)
 	if err != nil {
 		return nil, err
@@ -68,7 +68,7 @@ func newRedisBus(cfg RedisConfig, log *slog.Logger) (*redisBus, error) {
 	pub := &redisPublisher{client: client, maxLen: cfg.StreamMaxLen, timeout: 5 * time.Second}
 	// No consumer group for fan-out: each instance reads the whole stream
 	// from the moment it subscribes.
-	fanOut := newStreamReader(client, log)
+	fanOut := newStreamReader(client, metrics, log)
 	return &redisBus{client: client, cfg: cfg, pub: pub, fanOut: fanOut,
 		queues: map[string]*groupReader{}, log: log}, nil
 }

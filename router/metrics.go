@@ -9,6 +9,8 @@ type Metrics struct {
 	consumed      *prometheus.CounterVec
 	poisoned      *prometheus.CounterVec
 	handlerErrors *prometheus.CounterVec
+	lagSeconds    *prometheus.GaugeVec
+	trimmedUnread *prometheus.CounterVec
 }
 
 // NewMetrics registers the bus metrics with reg.
@@ -29,7 +31,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		handlerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bus_handler_errors_total", Help: "Handler attempts that failed, by topic.",
 		}, []string{"topic"}),
+		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "bus_consumer_lag_seconds", Help: "How far this instance's reader is behind the newest entry of a stream, in seconds of entry ids.",
+		}, []string{"topic"}),
+		trimmedUnread: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bus_trimmed_unread_total", Help: "Times stream trimming removed entries this instance had not read yet.",
+		}, []string{"topic"}),
 	}
-	reg.MustRegister(m.published, m.publishErrors, m.consumed, m.poisoned, m.handlerErrors)
+	reg.MustRegister(m.published, m.publishErrors, m.consumed, m.poisoned, m.handlerErrors, m.lagSeconds, m.trimmedUnread)
 	return m
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/web3-socket/web3-socket/test/harness"
@@ -33,7 +35,7 @@ func TestStreamReaderPassesTheUniversalPubSubSuite(t *testing.T) {
 		}
 		client := redis.NewClient(opts)
 		t.Cleanup(func() { _ = client.Close() })
-		reader := newStreamReader(client, slog.New(slog.DiscardHandler))
+		reader := newStreamReader(client, nil, slog.New(slog.DiscardHandler))
 		reader.fromStart = true
 		return &redisPublisher{client: client, timeout: 5 * time.Second}, reader
 	}, nil)
@@ -132,5 +134,57 @@ func TestGroupReaderClaimsWhatADeadConsumerLeftPending(t *testing.T) {
 	}
 	if pending.Count != 0 {
 		t.Errorf("%d entries still pending after they were handled and acknowledged", pending.Count)
+	}
+}
+
+// TestStreamReaderReportsTrimmingThatOvertookIt: while a reader is held on an
+// entry, MAXLEN trimming removes entries it has not read; once it moves on it
+// counts and logs that.
+func TestStreamReaderReportsTrimmingThatOvertookIt(t *testing.T) {
+	r := harness.StartRedis(t)
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	defer client.Close()
+	metrics := NewMetrics(prometheus.NewRegistry())
+	reader := newStreamReader(client, metrics, slog.New(slog.DiscardHandler))
+	reader.lagEvery = 50 * time.Millisecond
+	defer reader.Close()
+	ch, err := reader.Subscribe(context.Background(), "trim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &redisPublisher{client: client, maxLen: 10, timeout: 5 * time.Second}
+	if err := pub.Publish("trim", message.NewMessage("first", []byte("0"))); err != nil {
+		t.Fatal(err)
+	}
+	var held *message.Message
+	select {
+	case held = <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing read")
+	}
+	for i := range 20 {
+		batch := make([]*message.Message, 100)
+		for j := range batch {
+			batch[j] = message.NewMessage(fmt.Sprint(i, "-", j), []byte("x"))
+		}
+		if err := pub.Publish("trim", batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held.Ack()
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(metrics.trimmedUnread.WithLabelValues("trim")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("trimming past the reader was not reported")
+		}
+		select {
+		case m := <-ch:
+			m.Ack()
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }

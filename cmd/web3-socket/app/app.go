@@ -82,15 +82,15 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		Name: "cluster_instances", Help: "Instances in the cluster as this instance sees it (itself included).",
 	}, func() float64 { return float64(clusterSize(cluster, cfg.InstanceID)) }))
 
+	busMetrics := router.NewMetrics(reg)
 	bus, err := router.NewBus(router.BusConfig{Kind: cfg.Bus, Redis: router.RedisConfig{
 		URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort, Password: cfg.RedisPassword, DB: cfg.RedisDB,
 		TLS: cfg.RedisTLS, StreamMaxLen: cfg.RedisStreamMaxLen, Instance: cfg.InstanceID, ClaimIdle: cfg.RedisClaimIdle,
-	}}, log)
+	}, Metrics: busMetrics}, log)
 	if err != nil {
 		return nil, err
 	}
 	topics := router.NewTopics(cfg.TopicPrefix)
-	busMetrics := router.NewMetrics(reg)
 	pub := router.NewPublisher(bus.Publisher(), busMetrics)
 
 	edge, err := bridge.New(bridge.Config{
