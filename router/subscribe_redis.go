@@ -26,9 +26,10 @@ type streamReader struct {
 	// fromStart reads each stream from its first entry instead of its end
 	// (Watermill's universal test suite expects old messages).
 	fromStart bool
-	// metrics, when set, receive the reader's lag, checked every lagEvery.
-	metrics  *Metrics
-	lagEvery time.Duration
+	// metrics, when set, receive the reader's lag, checked after each batch
+	// it handled (before the next read, which would skip trimmed entries
+	// unnoticed).
+	metrics *Metrics
 
 	closing chan struct{}
 	once    sync.Once
@@ -37,7 +38,7 @@ type streamReader struct {
 
 func newStreamReader(client *redis.Client, metrics *Metrics, log *slog.Logger) *streamReader {
 	return &streamReader{client: client, log: log.With("component", "redis-reader"), count: 256,
-		block: 200 * time.Millisecond, metrics: metrics, lagEvery: 5 * time.Second, closing: make(chan struct{})}
+		block: 200 * time.Millisecond, metrics: metrics, closing: make(chan struct{})}
 }
 
 // Subscribe starts reading topic from its current end.
@@ -79,10 +80,10 @@ func (s *streamReader) read(ctx context.Context, topic, after string, out chan<-
 		}
 	}()
 	backoff := 100 * time.Millisecond
-	lastCheck := time.Now()
+	checked := after
 	for ctx.Err() == nil {
-		if time.Since(lastCheck) >= s.lagEvery {
-			lastCheck = time.Now()
+		if after != checked {
+			checked = after
 			s.checkLag(ctx, topic, after)
 		}
 		streams, err := s.client.XRead(ctx, &redis.XReadArgs{Streams: []string{topic, after}, Count: s.count, Block: s.block}).Result()

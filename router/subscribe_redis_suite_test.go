@@ -150,7 +150,6 @@ func TestStreamReaderReportsTrimmingThatOvertookIt(t *testing.T) {
 	defer client.Close()
 	metrics := NewMetrics(prometheus.NewRegistry())
 	reader := newStreamReader(client, metrics, slog.New(slog.DiscardHandler))
-	reader.lagEvery = 50 * time.Millisecond
 	defer reader.Close()
 	ch, err := reader.Subscribe(context.Background(), "trim")
 	if err != nil {
