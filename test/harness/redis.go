@@ -17,15 +17,23 @@ type Redis struct {
 	t    testing.TB
 	bin  string
 	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs *Buffer
+	// persist keeps the data across restarts (AOF, fsync on every write).
+	persist bool
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logs    *Buffer
 }
 
 // StartRedis starts redis-server on a free loopback port, without
 // persistence, and stops it in t.Cleanup. Without redis-server on PATH the
 // test is skipped, or fails in CI (where .ci/run installs it).
-func StartRedis(t testing.TB) *Redis {
+func StartRedis(t testing.TB) *Redis { return startRedis(t, false) }
+
+// StartPersistentRedis is StartRedis with an append-only file fsynced on
+// every write, so that a restart keeps every entry Redis acknowledged.
+func StartPersistentRedis(t testing.TB) *Redis { return startRedis(t, true) }
+
+func startRedis(t testing.TB, persist bool) *Redis {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -35,7 +43,7 @@ func StartRedis(t testing.TB) *Redis {
 		}
 		t.Skip(msg)
 	}
-	r := &Redis{Port: FreePort(t), t: t, bin: bin, dir: t.TempDir(), logs: &Buffer{}}
+	r := &Redis{Port: FreePort(t), t: t, bin: bin, dir: t.TempDir(), persist: persist, logs: &Buffer{}}
 	r.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", r.Port)
 	t.Cleanup(func() {
 		r.Stop()
@@ -51,8 +59,13 @@ func StartRedis(t testing.TB) *Redis {
 // until it answers PING.
 func (r *Redis) Start() {
 	r.t.Helper()
-	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", r.dir, "--protected-mode", "no")
+	args := []string{"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1", "--save", "", "--dir", r.dir, "--protected-mode", "no"}
+	if r.persist {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	r.cmd = exec.Command(r.bin, args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
 	r.cmd.WaitDelay = 2 * time.Second
 	if err := r.cmd.Start(); err != nil {

@@ -25,7 +25,11 @@ import (
 // same secrets and short heartbeats.
 func startRedisPair(t *testing.T) (*harness.Redis, *harness.Server, *harness.Server) {
 	t.Helper()
-	r := harness.StartRedis(t)
+	return startPairOn(t, harness.StartRedis(t))
+}
+
+func startPairOn(t *testing.T, r *harness.Redis) (*harness.Redis, *harness.Server, *harness.Server) {
+	t.Helper()
 	env := harness.DefaultEnv()
 	env["BUS"] = "redis"
 	env["REDIS_URL"] = r.URL
@@ -317,4 +321,68 @@ func TestRedisBusPublishesABatchInOrderAndEveryInstanceReadsIt(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRedisRestartWithPersistenceLosesNothingAccepted restarts a persistent
+// redis-server while one instance publishes a steady stream of messages to a
+// user on the other: every message answered 202 reaches the user exactly
+// once; those answered 503 during the restart were never accepted.
+func TestRedisRestartWithPersistenceLosesNothingAccepted(t *testing.T) {
+	r, a, b := startPairOn(t, harness.StartPersistentRedis(t))
+	d := harness.NewDriver(t)
+	connect(t, d, a, harness.Modes[0], "sink", harness.UserToken(t, a.JWTSecret(), "sink", nil))
+
+	const total = 300
+	accepted := map[int]bool{}
+	refused := 0
+	for seq := range total {
+		if seq == total/3 {
+			r.Stop()
+		}
+		if seq == total/3+20 {
+			r.Start()
+		}
+		status, body := b.Do("POST", "/api/message", map[string]any{"userId": "sink", "event": "seq", "data": seq}, nil)
+		switch status {
+		case 202:
+			accepted[seq] = true
+		case 503:
+			refused++
+		default:
+			t.Fatalf("message %d: %d %s", seq, status, body)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if refused == 0 || len(accepted) < total/2 {
+		t.Fatalf("%d accepted and %d refused: the restart did not happen under the load", len(accepted), refused)
+	}
+	got := map[int]int{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(got) < len(accepted) && time.Now().Before(deadline) {
+		ev, err := d.NextEvent("sink", "seq", time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var seq int
+		decode(t, "seq", ev.Arg(0), &seq)
+		got[seq]++
+	}
+	lost := 0
+	for seq := range accepted {
+		if got[seq] == 0 {
+			lost++
+		}
+	}
+	for seq, n := range got {
+		if !accepted[seq] {
+			t.Errorf("message %d was answered 503 but delivered", seq)
+		}
+		if n > 1 {
+			t.Errorf("message %d delivered %d times", seq, n)
+		}
+	}
+	if lost != 0 {
+		t.Errorf("%d of %d accepted messages lost across the Redis restart", lost, len(accepted))
+	}
+	t.Logf("%d accepted, %d refused during the restart, %d lost", len(accepted), refused, lost)
 }
