@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/web3-socket/web3-socket/bridge"
 	"github.com/web3-socket/web3-socket/router"
 	"github.com/web3-socket/web3-socket/schemas"
@@ -69,6 +71,10 @@ type APIConfig struct {
 	PublishTimeout time.Duration
 	// MaxBatch bounds the messages of one /api/batch call.
 	MaxBatch int
+	// RateLimit is how many /api calls a second each API key may make, with
+	// bursts of RateBurst; 0 turns the limit off.
+	RateLimit float64
+	RateBurst int
 }
 
 func (c *APIConfig) setDefaults() {
@@ -87,6 +93,7 @@ func (c *APIConfig) setDefaults() {
 type API struct {
 	cfg      APIConfig
 	keys     [][sha256.Size]byte
+	limiters []*rate.Limiter // per key, in the order of keys; nil without a limit
 	pub      Publisher
 	bus      Pinger
 	edge     Edge
@@ -110,6 +117,9 @@ func NewAPI(cfg APIConfig, pub Publisher, bus Pinger, edge Edge, cluster Cluster
 		log: log.With("component", "api"), started: time.Now(), mux: http.NewServeMux()}
 	for _, k := range cfg.Keys {
 		a.keys = append(a.keys, sha256.Sum256([]byte(k)))
+		if cfg.RateLimit > 0 {
+			a.limiters = append(a.limiters, rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, cfg.RateBurst)))
+		}
 	}
 	a.routes()
 	return a, nil
@@ -199,9 +209,15 @@ func (s *statusRecorder) WriteHeader(code int) {
 // authorized checks the API key, then runs h and writes its answer.
 func (a *API) authorized(h func(*http.Request) (int, any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !a.keyValid(r) {
+		key := a.keyIndex(r)
+		if key < 0 {
 			a.metrics.authFailures.Inc()
 			writeError(w, errUnauthorized)
+			return
+		}
+		if a.limiters != nil && !a.limiters[key].Allow() {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, errRateLimited)
 			return
 		}
 		status, body, err := h(r)
@@ -213,22 +229,26 @@ func (a *API) authorized(h func(*http.Request) (int, any, error)) http.HandlerFu
 	}
 }
 
-func (a *API) keyValid(r *http.Request) bool {
+// keyIndex returns which configured key the request carries, or -1.
+func (a *API) keyIndex(r *http.Request) int {
 	key := r.Header.Get("X-API-Key")
 	if bearer, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); key == "" && found {
 		key = bearer
 	}
 	if key == "" {
-		return false
+		return -1
 	}
 	// Hashing first makes every comparison the same length, so neither the
-	// content nor the length of a key leaks through timing.
+	// content nor the length of a key leaks through timing; every key is
+	// compared, whichever matches.
 	sum := sha256.Sum256([]byte(key))
-	match := 0
+	found := -1
 	for i := range a.keys {
-		match |= subtle.ConstantTimeCompare(sum[:], a.keys[i][:])
+		if subtle.ConstantTimeCompare(sum[:], a.keys[i][:]) == 1 {
+			found = i
+		}
 	}
-	return match == 1
+	return found
 }
 
 func (a *API) fallback(r *http.Request) (int, any, error) {

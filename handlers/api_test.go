@@ -529,3 +529,25 @@ func TestWaitGivesUpWhenContextExpiresWithARequestStuck(t *testing.T) {
 		t.Errorf("Wait took %v to give up, want about the context's 50ms", d)
 	}
 }
+
+func TestEachAPIKeyHasItsOwnRateLimit(t *testing.T) {
+	f := newFixture(t, func(c *APIConfig) { c.RateLimit, c.RateBurst = 0.001, 2 })
+	get := func(key string) *httptest.ResponseRecorder {
+		return f.do(t, req{method: "GET", path: "/api/status", headers: map[string]string{"X-API-Key": key}})
+	}
+	for i := range 2 {
+		if rec := get(testKeys[0]); rec.Code != http.StatusOK {
+			t.Fatalf("call %d within the burst: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	rec := get(testKeys[0])
+	wantError(t, rec, http.StatusTooManyRequests, "rate_limited")
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	if rec := get(testKeys[1]); rec.Code != http.StatusOK {
+		t.Fatalf("another key is limited too: %d %s", rec.Code, rec.Body)
+	}
+	// A wrong key is refused as unauthorized, not counted against anyone.
+	wantError(t, get("wrong-key"), http.StatusUnauthorized, "unauthorized")
+}

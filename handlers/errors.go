@@ -28,6 +28,7 @@ var (
 	errUnauthorized = &apiError{http.StatusUnauthorized, "unauthorized", "missing or invalid API key (X-API-Key or Authorization: Bearer)", ""}
 	errNotFound     = &apiError{http.StatusNotFound, "not_found", "no such route", ""}
 	errMediaType    = &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json", ""}
+	errRateLimited  = &apiError{http.StatusTooManyRequests, "rate_limited", "too many requests for this API key; retry later", ""}
 )
 
 func errTooLarge(limit int64) error {

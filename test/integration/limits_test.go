@@ -1,10 +1,12 @@
 package integration
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/web3-socket/web3-socket/schemas"
 	"github.com/web3-socket/web3-socket/test/harness"
 )
 
@@ -72,4 +74,35 @@ func TestConnectionsPastThePerUserBoundAreRefused(t *testing.T) {
 		})
 		connect(t, d, s, mode, "four", token)
 	})
+}
+
+// TestAPIKeyOverItsRateGets429: with API_RATE_LIMIT set, an API key past its
+// burst is answered 429 rate_limited (documented in the OpenAPI), and nothing
+// of the refused call is published.
+func TestAPIKeyOverItsRateGets429(t *testing.T) {
+	env := harness.DefaultEnv()
+	env["API_RATE_LIMIT"] = "0.2"
+	env["API_RATE_BURST"] = "2"
+	s := harness.StartServer(t, env)
+	d := harness.NewDriver(t)
+	connect(t, d, s, harness.Modes[0], "c", harness.UserToken(t, s.JWTSecret(), "limited", nil))
+	for i := range 2 {
+		postMessage(t, s, "limited", "within", i)
+	}
+	status, body := s.Do("POST", "/api/message", map[string]any{"userId": "limited", "event": "over", "data": 3}, nil)
+	var e struct{ Error struct{ Code string } }
+	decode(t, "error", body, &e)
+	if status != 429 || e.Error.Code != "rate_limited" {
+		t.Fatalf("third call: %d %s, want 429 rate_limited", status, body)
+	}
+	documented, err := schemas.DocumentedStatuses()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(documented["POST /api/message"], 429) {
+		t.Error("429 is not documented for POST /api/message")
+	}
+	expectData(t, d.WaitEvent("c", "within", wait), 0)
+	expectData(t, d.WaitEvent("c", "within", wait), 1)
+	d.AssertNoEvent("c", "over", quiet)
 }

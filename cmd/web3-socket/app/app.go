@@ -127,6 +127,8 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		Instance:      cfg.InstanceID,
 		Keys:          cfg.APIKeys,
 		MaxBodyBytes:  cfg.MaxPayloadBytes,
+		RateLimit:     cfg.APIRateLimit,
+		RateBurst:     cfg.APIRateBurst,
 		OutboundTopic: topics.Outbound,
 		ControlTopic:  topics.Control,
 	}, pub, bus, edge, presence, handlers.NewHTTPMetrics(reg), log)

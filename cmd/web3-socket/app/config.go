@@ -34,6 +34,10 @@ type Config struct {
 
 	// APIKeys protect /api/*; API_KEY takes a comma-separated list.
 	APIKeys []string `koanf:"api_key"`
+	// APIRateLimit is how many /api calls a second each API key may make,
+	// with bursts of APIRateBurst; 0 turns the limit off.
+	APIRateLimit float64 `koanf:"api_rate_limit"`
+	APIRateBurst int     `koanf:"api_rate_burst"`
 	// CORSOrigin is "*" or a comma-separated list of origins.
 	CORSOrigin string `koanf:"cors_origin"`
 

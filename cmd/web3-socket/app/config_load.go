@@ -68,6 +68,7 @@ func DefaultConfig() Config {
 		SocketQueueMaxBytes:   1 << 20,
 		EventRateLimit:        50,
 		EventRateBurst:        100,
+		APIRateBurst:          200,
 		MaxConnectionsPerUser: 20,
 	}
 }

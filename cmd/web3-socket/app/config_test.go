@@ -141,6 +141,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		"PING_TIMEOUT": "45s", "SHUTDOWN_TIMEOUT": "1m", "SOCKET_QUEUE_MAX_BYTES": "65536",
 		"EVENT_RATE_LIMIT": "2.5", "EVENT_RATE_BURST": "7", "MAX_CONNECTIONS_PER_USER": "3",
 		"REDIS_TLS": "true", "REDIS_STREAM_MAXLEN": "5000", "CLUSTER_HEARTBEAT": "750ms", "REDIS_CLAIM_IDLE": "3s",
+		"API_RATE_LIMIT": "100", "API_RATE_BURST": "5",
 	}
 	cfg, _, err := layers{env: env}.load(t)
 	if err != nil {
@@ -156,6 +157,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		PingTimeout: 45 * time.Second, ShutdownTimeout: time.Minute, SocketQueueMaxBytes: 65536,
 		EventRateLimit: 2.5, EventRateBurst: 7, MaxConnectionsPerUser: 3,
 		RedisTLS: true, RedisStreamMaxLen: 5000, ClusterHeartbeat: 750 * time.Millisecond, RedisClaimIdle: 3 * time.Second,
+		APIRateLimit: 100, APIRateBurst: 5,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("\n got %+v\nwant %+v", cfg, want)
@@ -442,6 +444,8 @@ func TestValidate(t *testing.T) {
 		{"negative stream length", func(c *Config) { c.RedisStreamMaxLen = -1 }, "REDIS_STREAM_MAXLEN: -1"},
 		{"no heartbeat", func(c *Config) { c.ClusterHeartbeat = 0 }, "CLUSTER_HEARTBEAT: 0s"},
 		{"no claim time", func(c *Config) { c.RedisClaimIdle = 0 }, "REDIS_CLAIM_IDLE: 0s"},
+		{"negative API rate", func(c *Config) { c.APIRateLimit = -1 }, "API_RATE_LIMIT: -1"},
+		{"API rate without burst", func(c *Config) { c.APIRateLimit, c.APIRateBurst = 5, 0 }, "API_RATE_BURST: 0"},
 		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "SHUTDOWN_TIMEOUT: 0s"},
 	}
 	for _, tt := range tests {

@@ -132,6 +132,12 @@ func (c Config) Validate() error {
 	if c.SocketQueueMaxBytes <= 0 {
 		fail("SOCKET_QUEUE_MAX_BYTES: %d: want more than 0", c.SocketQueueMaxBytes)
 	}
+	if c.APIRateLimit < 0 {
+		fail("API_RATE_LIMIT: %v: want 0 (no limit) or more", c.APIRateLimit)
+	}
+	if c.APIRateLimit > 0 && c.APIRateBurst < 1 {
+		fail("API_RATE_BURST: %d: want at least 1 when API_RATE_LIMIT is set", c.APIRateBurst)
+	}
 	if c.EventRateLimit < 0 {
 		fail("EVENT_RATE_LIMIT: %v: want 0 (no limit) or more", c.EventRateLimit)
 	}
