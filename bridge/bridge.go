@@ -225,6 +225,20 @@ func (b *Bridge) authenticate(s *socket.Socket, next func(*socket.ExtendedError)
 		return
 	}
 	s.SetData(claims)
+	// The library sends the client its CONNECT packet before it runs the
+	// "connection" handlers, so a client may act (and a backend push to it)
+	// before onConnection. The socket is therefore registered here, before
+	// CONNECT: whatever is published once the client knows it is connected
+	// finds it. A connection that closes before it connects never reaches
+	// "disconnect"; its engine socket's close removes it instead.
+	user := claims.Subject
+	s.Join(userRoom(user))
+	b.registry.add(user, s)
+	_ = s.Conn().Once("close", func(...any) {
+		if !s.Connected() {
+			b.registry.remove(user, s.Id())
+		}
+	})
 	next(nil)
 }
 
@@ -239,8 +253,6 @@ func (b *Bridge) onConnection(args ...any) {
 		return
 	}
 	user := claims.Subject
-	s.Join(userRoom(user))
-	b.registry.add(user, s)
 	b.metrics.connectionsTotal.Inc()
 	b.metrics.connectionsActive.Inc()
 	b.log.Debug("connected", "user", user, "socket", string(s.Id()), "transport", s.Conn().Transport().Name())
