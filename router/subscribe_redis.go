@@ -70,16 +70,9 @@ func (s *streamReader) Subscribe(ctx context.Context, topic string) (<-chan *mes
 func (s *streamReader) read(ctx context.Context, topic, after string, out chan<- *message.Message) {
 	defer s.readers.Done()
 	defer close(out)
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := untilClosed(ctx, s.closing)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	backoff := 100 * time.Millisecond
+	var delay retryDelay
 	checked := after
 	for ctx.Err() == nil {
 		if after != checked {
@@ -94,16 +87,13 @@ func (s *streamReader) read(ctx context.Context, topic, after string, out chan<-
 			if ctx.Err() != nil {
 				return
 			}
-			s.log.Warn("xread failed; retrying", "topic", topic, "error", err, "in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
+			s.log.Warn("xread failed; retrying", "topic", topic, "error", err)
+			if !delay.wait(ctx) {
 				return
 			}
-			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		delay = 0
 		for _, xs := range streams {
 			for _, entry := range xs.Messages {
 				msg, err := entryUnmarshaller{}.Unmarshal(entry.Values)
@@ -116,6 +106,36 @@ func (s *streamReader) read(ctx context.Context, topic, after string, out chan<-
 			}
 		}
 	}
+}
+
+// untilClosed returns ctx ended also when closing is closed.
+func untilClosed(ctx context.Context, closing <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// retryDelay doubles a read retry's wait, from 100ms up to 2s.
+type retryDelay time.Duration
+
+// wait waits the current delay (false when ctx ended first) and doubles it.
+func (d *retryDelay) wait(ctx context.Context) bool {
+	if *d == 0 {
+		*d = retryDelay(100 * time.Millisecond)
+	}
+	select {
+	case <-time.After(time.Duration(*d)):
+	case <-ctx.Done():
+		return false
+	}
+	*d = retryDelay(min(2*time.Duration(*d), 2*time.Second))
+	return true
 }
 
 // handOver gives msg to the reader's consumer and waits for its ack, handing

@@ -74,20 +74,13 @@ func (g *groupReader) Subscribe(ctx context.Context, topic string) (<-chan *mess
 func (g *groupReader) read(ctx context.Context, topic string, out chan<- *message.Message) {
 	defer g.readers.Done()
 	defer close(out)
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := untilClosed(ctx, g.closing)
 	defer cancel()
-	go func() {
-		select {
-		case <-g.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	// Entries this consumer took before it stopped come first ("0"), then
 	// new ones (">").
 	next := "0"
 	lastClaim := time.Now()
-	backoff := 100 * time.Millisecond
+	var delay retryDelay
 	for ctx.Err() == nil {
 		if g.claimIdle > 0 && time.Since(lastClaim) >= g.claimIdle/2 {
 			lastClaim = time.Now()
@@ -109,17 +102,14 @@ func (g *groupReader) read(ctx context.Context, topic string, out chan<- *messag
 				err = g.createGroup(ctx, topic)
 			}
 			if err != nil {
-				g.log.Warn("xreadgroup failed; retrying", "topic", topic, "error", err, "in", backoff)
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
+				g.log.Warn("xreadgroup failed; retrying", "topic", topic, "error", err)
+				if !delay.wait(ctx) {
 					return
 				}
-				backoff = min(2*backoff, 2*time.Second)
 			}
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		delay = 0
 		var entries []redis.XMessage
 		for _, xs := range streams {
 			entries = append(entries, xs.Messages...)
