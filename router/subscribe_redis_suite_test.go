@@ -29,12 +29,7 @@ func TestStreamReaderPassesTheUniversalPubSubSuite(t *testing.T) {
 		Persistent:                       true,
 		NewSubscriberReceivesOldMessages: true,
 	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
-		opts, err := redis.ParseURL(r.URL) // NewClient writes to its options: one each
-		if err != nil {
-			t.Fatal(err)
-		}
-		client := redis.NewClient(opts)
-		t.Cleanup(func() { _ = client.Close() })
+		client := redisClient(t, r.URL)
 		reader := newStreamReader(client, nil, slog.New(slog.DiscardHandler))
 		reader.fromStart = true
 		return &redisPublisher{client: client, timeout: 5 * time.Second}, reader
@@ -46,12 +41,7 @@ func TestStreamReaderPassesTheUniversalPubSubSuite(t *testing.T) {
 func TestGroupReaderPassesTheUniversalPubSubSuite(t *testing.T) {
 	r := harness.StartRedis(t)
 	constructor := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
-		opts, err := redis.ParseURL(r.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		client := redis.NewClient(opts)
-		t.Cleanup(func() { _ = client.Close() })
+		client := redisClient(t, r.URL)
 		reader := newGroupReader(client, group, watermill.NewShortUUID(), 10*time.Second, slog.New(slog.DiscardHandler))
 		reader.fromStart = true
 		return &redisPublisher{client: client, timeout: 5 * time.Second}, reader
@@ -71,13 +61,7 @@ func TestGroupReaderPassesTheUniversalPubSubSuite(t *testing.T) {
 // and dies without acknowledging them; another consumer of the group gets
 // them once they have been idle for the claim time.
 func TestGroupReaderClaimsWhatADeadConsumerLeftPending(t *testing.T) {
-	r := harness.StartRedis(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	defer client.Close()
+	client := redisClient(t, harness.StartRedis(t).URL)
 	log := slog.New(slog.DiscardHandler)
 	pub := &redisPublisher{client: client, timeout: 5 * time.Second}
 	msgs := make([]*message.Message, 5)
@@ -141,13 +125,7 @@ func TestGroupReaderClaimsWhatADeadConsumerLeftPending(t *testing.T) {
 // entry, MAXLEN trimming removes entries it has not read; once it moves on it
 // counts and logs that.
 func TestStreamReaderReportsTrimmingThatOvertookIt(t *testing.T) {
-	r := harness.StartRedis(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	defer client.Close()
+	client := redisClient(t, harness.StartRedis(t).URL)
 	metrics := NewMetrics(prometheus.NewRegistry())
 	reader := newStreamReader(client, metrics, slog.New(slog.DiscardHandler))
 	defer reader.Close()
@@ -186,4 +164,17 @@ func TestStreamReaderReportsTrimmingThatOvertookIt(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// redisClient returns a client of its own for url (NewClient writes to its
+// options, so parallel tests must not share them), closed with the test.
+func redisClient(t *testing.T, url string) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { _ = client.Close() })
+	return client
 }
