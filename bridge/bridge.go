@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,15 @@ type Config struct {
 	// MaxConnectionsPerUser bounds one user's sockets on this instance; 0 is
 	// no bound.
 	MaxConnectionsPerUser int
+	// RecoveryWindow is how long a disconnected client may come back (here or
+	// to another instance) and get its id, rooms and what it missed; it needs
+	// Log and Sessions. 0 turns connection-state recovery off.
+	RecoveryWindow time.Duration
+	// Log reads the outbound topic's log; Sessions keeps the sessions, under
+	// keys starting with SessionPrefix.
+	Log           MissedLog
+	Sessions      SessionStore
+	SessionPrefix string
 }
 
 func (c *Config) setDefaults() {
@@ -111,8 +121,18 @@ type Bridge struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	registry *registry
-	queue    chan *schemas.Envelope
+	queue    chan queued
 	draining atomic.Bool
+
+	// sessions is nil when clients cannot recover; gates holds the sockets
+	// being recovered (*socket.Socket → *recoveryGate), recovering counts
+	// them; recoveries tracks the goroutines that recover them.
+	sessions   *sessions
+	gates      sync.Map
+	recovering atomic.Int32
+	recoveries sync.WaitGroup
+	ctx        context.Context
+	stop       context.CancelFunc
 }
 
 // New returns a Bridge that publishes client events with pub.
@@ -132,8 +152,9 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 		log:      log.With("component", "bridge"),
 		metrics:  metrics,
 		registry: newRegistry(limiterFactory(cfg.EventRate, cfg.EventBurst)),
-		queue:    make(chan *schemas.Envelope, cfg.QueueSize),
+		queue:    make(chan queued, cfg.QueueSize),
 	}
+	b.ctx, b.stop = context.WithCancel(context.Background())
 
 	opts := socket.DefaultServerOptions()
 	opts.SetServeClient(false)
@@ -146,6 +167,14 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 		writeTimeout:   cfg.WriteTimeout,
 		onSlowConsumer: b.onSlowConsumer,
 	}}))
+	if cfg.RecoveryWindow > 0 && cfg.Log != nil && cfg.Sessions != nil {
+		b.sessions = newSessions(cfg.Sessions, cfg.SessionPrefix, cfg.RecoveryWindow, b.log)
+		recovery := socket.DefaultConnectionStateRecovery()
+		recovery.SetMaxDisconnectionDuration(cfg.RecoveryWindow.Milliseconds())
+		recovery.SetSkipMiddlewares(false) // a recovered client shows a valid token too
+		opts.SetConnectionStateRecovery(recovery)
+		opts.SetAdapter(&recoveryAdapterBuilder{b: b})
+	}
 	b.io = socket.NewServer(nil, opts)
 	b.io.Use(b.authenticate)
 	if err := b.io.On("connection", b.onConnection); err != nil {
@@ -186,11 +215,21 @@ func (b *Bridge) Handler() http.Handler { return b.handler }
 func (b *Bridge) Drain() { b.draining.Store(true) }
 
 // Close disconnects every client. Clients see a transport close and, being
-// free to, reconnect to another instance.
+// free to, reconnect to another instance (which recovers them).
 func (b *Bridge) Close() {
 	done := make(chan struct{})
 	b.io.Close(func(error) { close(done) })
 	<-done
+	b.stop()
+	b.recoveries.Wait()
+}
+
+// RunSessions keeps the sessions of connected clients in the session store
+// until ctx is done; without connection-state recovery it returns at once.
+func (b *Bridge) RunSessions(ctx context.Context) {
+	if b.sessions != nil {
+		b.sessions.run(ctx)
+	}
 }
 
 func (b *Bridge) onSlowConsumer(sid string, queued int) {
@@ -224,6 +263,13 @@ func (b *Bridge) authenticate(s *socket.Socket, next func(*socket.ExtendedError)
 		next(socket.NewExtendedError(ErrTooManyConnections.Error(), nil))
 		return
 	}
+	if restored, recovered := s.Data().(restoredUser); s.Recovered() && (!recovered || string(restored) != claims.Subject) {
+		// A private session id is the client's secret, but a session goes
+		// only to the user it belongs to.
+		b.metrics.errors.WithLabelValues(errAuth).Inc()
+		next(socket.NewExtendedError(ErrSessionNotYours.Error(), nil))
+		return
+	}
 	s.SetData(claims)
 	// The library sends the client its CONNECT packet before it runs the
 	// "connection" handlers, so a client may act (and a backend push to it)
@@ -232,15 +278,23 @@ func (b *Bridge) authenticate(s *socket.Socket, next func(*socket.ExtendedError)
 	// finds it. A connection that closes before it connects never reaches
 	// "disconnect"; its engine socket's close removes it instead.
 	user := claims.Subject
+	if s.Recovered() {
+		// Live deliveries wait until what it missed is read (onConnection).
+		b.gate(s)
+	}
 	s.Join(userRoom(user))
 	b.registry.add(user, s)
 	_ = s.Conn().Once("close", func(...any) {
 		if !s.Connected() {
 			b.registry.remove(user, s.Id())
+			b.ungate(s)
 		}
 	})
 	next(nil)
 }
+
+// ErrSessionNotYours refuses a recovered session whose user is not the token's.
+var ErrSessionNotYours = errors.New("forbidden: this session belongs to another user")
 
 func (b *Bridge) onConnection(args ...any) {
 	s, ok := args[0].(*socket.Socket)
@@ -258,12 +312,28 @@ func (b *Bridge) onConnection(args ...any) {
 	b.log.Debug("connected", "user", user, "socket", string(s.Id()), "transport", s.Conn().Transport().Name())
 
 	s.OnAny(func(args ...any) { b.onEvent(s, claims, args) })
+	if b.sessions != nil {
+		b.sessions.connected(s, user)
+		if s.Recovered() {
+			offset, _ := s.Handshake().Auth["offset"].(string)
+			b.recoveries.Add(1)
+			go func() {
+				defer b.recoveries.Done()
+				b.recover(b.ctx, s, user, offset)
+			}()
+		}
+	}
 	_ = s.On("disconnect", func(args ...any) {
 		b.registry.remove(user, s.Id())
 		b.metrics.connectionsActive.Dec()
 		var reason string
 		if len(args) > 0 {
 			reason, _ = args[0].(string)
+		}
+		if b.sessions != nil && !socket.RECOVERABLE_DISCONNECT_REASONS.Has(reason) {
+			// The client left for good (or was sent away): its session goes.
+			// A recoverable close has already kept it (PersistSession).
+			b.sessions.disconnected(socketPid(s), s.Id(), nil, false)
 		}
 		level := slog.LevelDebug
 		if reason == "ping timeout" || reason == "transport error" {

@@ -13,12 +13,19 @@ import (
 	"github.com/web3-socket/web3-socket/schemas"
 )
 
-// Enqueue hands a deliver envelope to the local delivery loop. It blocks while
-// the queue is full, which holds back the bus consumer instead of growing
-// memory, and gives up when ctx is done.
-func (b *Bridge) Enqueue(ctx context.Context, env *schemas.Envelope) error {
+// queued is an envelope waiting for local delivery, with its offset in the
+// outbound topic's log ("" when the bus keeps none).
+type queued struct {
+	env    *schemas.Envelope
+	offset string
+}
+
+// Enqueue hands a deliver envelope, with its offset in the bus's log, to the
+// local delivery loop. It blocks while the queue is full, which holds back the
+// bus consumer instead of growing memory, and gives up when ctx is done.
+func (b *Bridge) Enqueue(ctx context.Context, env *schemas.Envelope, offset string) error {
 	select {
-	case b.queue <- env:
+	case b.queue <- queued{env: env, offset: offset}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -29,7 +36,7 @@ func (b *Bridge) Enqueue(ctx context.Context, env *schemas.Envelope) error {
 // then delivers what is still queued and returns. It takes whatever is queued
 // at each wake-up, up to MaxBatch, as one batch.
 func (b *Bridge) RunDelivery(ctx context.Context) {
-	batch := make([]*schemas.Envelope, 0, b.cfg.MaxBatch)
+	batch := make([]queued, 0, b.cfg.MaxBatch)
 	for {
 		select {
 		case env := <-b.queue:
@@ -48,7 +55,7 @@ func (b *Bridge) RunDelivery(ctx context.Context) {
 }
 
 // fill appends what is queued, without waiting, up to MaxBatch.
-func (b *Bridge) fill(batch []*schemas.Envelope) []*schemas.Envelope {
+func (b *Bridge) fill(batch []queued) []queued {
 	for len(batch) < b.cfg.MaxBatch {
 		select {
 		case env := <-b.queue:
@@ -62,6 +69,9 @@ func (b *Bridge) fill(batch []*schemas.Envelope) []*schemas.Envelope {
 
 // encodedPacket is one envelope as its recipients receive it, encoded once.
 type encodedPacket struct {
+	// offset is the envelope's offset in the log, also the packet's last
+	// argument when clients can recover.
+	offset string
 	// packet is the Socket.IO packet (`2["event",data]`), for the engine's
 	// own write path (polling, or a socket in the middle of an upgrade).
 	packet []byte
@@ -74,7 +84,7 @@ type encodedPacket struct {
 // and the encoding is shared by every recipient. Packets are grouped by
 // recipient socket, keeping the batch's order, so each socket gets all of its
 // packets of the batch in one write.
-func (b *Bridge) deliver(batch []*schemas.Envelope) {
+func (b *Bridge) deliver(batch []queued) {
 	b.metrics.batchSize.Observe(float64(len(batch)))
 	now := time.Now()
 	nsp := b.io.Sockets()
@@ -86,8 +96,9 @@ func (b *Bridge) deliver(batch []*schemas.Envelope) {
 	var pending []pendingSocket
 	slot := map[*socket.Socket]int{}
 	var reach []*socket.Socket
-	for _, env := range batch {
-		p, err := b.encode(nsp.Name(), env)
+	for _, q := range batch {
+		env := q.env
+		p, err := b.encode(nsp.Name(), env, q.offset)
 		if err != nil {
 			b.log.Warn("envelope not deliverable", "id", env.ID, "event", env.Event, "error", err)
 			continue
@@ -106,49 +117,75 @@ func (b *Bridge) deliver(batch []*schemas.Envelope) {
 		b.metrics.deliveryLatency.Observe(now.Sub(env.TS).Seconds())
 	}
 	sent := 0
-	var frames []wsFrame
 	for _, ps := range pending {
 		s := ps.s
+		if g, recovering := b.gateOf(s); recovering && g.hold(packets, ps.packets) {
+			// Written in log order once what it missed is (Bridge.recover).
+			continue
+		}
 		if !s.Connected() {
 			continue
 		}
 		sent += len(ps.packets)
-		if t, direct := s.Conn().Transport().(*wsTransport); direct {
-			frames = frames[:0]
-			for _, i := range ps.packets {
-				frames = append(frames, packets[i].frame)
-			}
-			t.writeFrames(frames)
-			continue
-		}
-		buffers := make([]types.BufferInterface, len(ps.packets))
-		for k, i := range ps.packets {
-			// The engine reads what it is given: each socket gets its own
-			// buffer over a copy.
-			buffers[k] = types.NewStringBuffer(bytes.Clone(packets[i].packet))
-		}
-		s.Client().WriteToEngine(buffers, &socket.WriteOptions{PreEncoded: true})
+		b.write(s, packets, ps.packets)
 	}
 	b.metrics.messagesSent.Add(float64(sent))
 }
 
+// write writes packets to s: those of indexes, or all of them when indexes is
+// nil. On our WebSocket transport the shared frames are queued as they are;
+// on the engine's own path (polling, or a socket in the middle of an upgrade)
+// each socket gets its own copy, since the engine reads what it is given.
+func (b *Bridge) write(s *socket.Socket, packets []encodedPacket, indexes []int) {
+	n := len(indexes)
+	if indexes == nil {
+		n = len(packets)
+	}
+	at := func(k int) *encodedPacket {
+		if indexes == nil {
+			return &packets[k]
+		}
+		return &packets[indexes[k]]
+	}
+	if t, direct := s.Conn().Transport().(*wsTransport); direct {
+		frames := make([]wsFrame, n)
+		for k := range n {
+			frames[k] = at(k).frame
+		}
+		t.writeFrames(frames)
+		return
+	}
+	buffers := make([]types.BufferInterface, n)
+	for k := range n {
+		buffers[k] = types.NewStringBuffer(bytes.Clone(at(k).packet))
+	}
+	s.Client().WriteToEngine(buffers, &socket.WriteOptions{PreEncoded: true})
+}
+
 // encode encodes env as the Socket.IO EVENT packet its recipients receive:
 // `2["event",data]` (Socket.IO v5, default namespace, no ack id), written by
-// hand since the data is already JSON.
-func (b *Bridge) encode(nsp string, env *schemas.Envelope) (encodedPacket, error) {
+// hand since the data is already JSON. When clients can recover, the
+// envelope's offset is the last argument (`2["event",data,"offset"]`), as
+// Socket.IO's connection-state recovery has it: the client keeps the last one
+// and sends it back when it reconnects.
+func (b *Bridge) encode(nsp string, env *schemas.Envelope, offset string) (encodedPacket, error) {
 	if nsp != "/" {
 		return encodedPacket{}, fmt.Errorf("namespace %q: only the default namespace is served", nsp)
 	}
-	p := make([]byte, 0, len(env.Event)+len(env.Data)+8)
+	p := make([]byte, 0, len(env.Event)+len(env.Data)+len(offset)+10)
 	p = append(p, '2', '[')
 	p = schemas.AppendJSONString(p, env.Event)
 	if len(env.Data) > 0 {
 		p = append(p, ',')
 		p = append(p, env.Data...)
 	}
+	if offset != "" && b.sessions != nil {
+		p = append(p, ',')
+		p = schemas.AppendJSONString(p, offset)
+	}
 	p = append(p, ']')
 	// "4" is the Engine.IO message packet type.
-	return encodedPacket{packet: p, frame: newTextFrame([]byte{'4'}, p)}, nil
+	return encodedPacket{offset: offset, packet: p, frame: newTextFrame([]byte{'4'}, p)}, nil
 }
 
 // recipients appends to out the local sockets a target reaches: the union of

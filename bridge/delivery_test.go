@@ -23,20 +23,27 @@ func TestEncodeMatchesTheSocketIOEncoder(t *testing.T) {
 		{"n", `12.5`},
 	} {
 		env := schemas.NewDeliver(schemas.Target{All: true}, tt.event, json.RawMessage(tt.data))
-		got, err := (&Bridge{}).encode("/", env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		args := []any{tt.event}
-		if tt.data != "" {
-			args = append(args, json.RawMessage(tt.data))
-		}
-		want := parser.NewEncoder().Encode(&parser.Packet{Type: parser.EVENT, Nsp: "/", Data: args})
-		if len(want) != 1 || string(got.packet) != want[0].String() {
-			t.Errorf("encode(%q, %s) = %s, want %s", tt.event, tt.data, got.packet, want[0])
-		}
-		if string(got.frame[len(got.frame)-len(got.packet)-1:]) != "4"+string(got.packet) {
-			t.Errorf("frame %q does not end with the engine message packet", got.frame)
+		// Without recovery the offset is left out; with it, it is the last
+		// argument.
+		for _, b := range []*Bridge{{}, {sessions: &sessions{}}} {
+			got, err := b.encode("/", env, "1700000000000-7")
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := []any{tt.event}
+			if tt.data != "" {
+				args = append(args, json.RawMessage(tt.data))
+			}
+			if b.sessions != nil {
+				args = append(args, "1700000000000-7")
+			}
+			want := parser.NewEncoder().Encode(&parser.Packet{Type: parser.EVENT, Nsp: "/", Data: args})
+			if len(want) != 1 || string(got.packet) != want[0].String() {
+				t.Errorf("encode(%q, %s) = %s, want %s", tt.event, tt.data, got.packet, want[0])
+			}
+			if string(got.frame[len(got.frame)-len(got.packet)-1:]) != "4"+string(got.packet) {
+				t.Errorf("frame %q does not end with the engine message packet", got.frame)
+			}
 		}
 	}
 }

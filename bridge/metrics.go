@@ -14,6 +14,7 @@ const (
 	errSlowConsumer    = "slow_consumer"    // a socket disconnected for its write queue
 	errRateLimited     = "rate_limited"     // a client event over the user's budget
 	errConnectionLimit = "connection_limit" // a connection past the per-user bound
+	errRecovery        = "recovery"         // missed messages of a recovered client not read
 )
 
 // Metrics are the Socket.IO edge's Prometheus metrics.
@@ -26,6 +27,8 @@ type Metrics struct {
 	deliveryLatency   prometheus.Histogram
 	batchSize         prometheus.Histogram
 	slowConsumers     prometheus.Counter
+	recovered         prometheus.Counter
+	recoveredMessages prometheus.Counter
 	errors            *prometheus.CounterVec
 }
 
@@ -59,18 +62,24 @@ func NewMetrics(reg prometheus.Registerer, errors *prometheus.CounterVec) *Metri
 		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "socket_slow_consumers_total", Help: "Sockets disconnected because their write queue passed SOCKET_QUEUE_MAX_BYTES.",
 		}),
+		recovered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "socket_recovered_total", Help: "Reconnected clients whose connection state (id, rooms, missed messages) was recovered.",
+		}),
+		recoveredMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "socket_recovered_messages_total", Help: "Missed messages sent to recovered clients.",
+		}),
 		errors: errors,
 	}
 	// Every type is exported from the start, at zero, so that dashboards and
 	// alerts see the series before the first error.
-	for _, t := range []string{errAuth, errClientEvent, errPublish, errSlowConsumer, errRateLimited, errConnectionLimit} {
+	for _, t := range []string{errAuth, errClientEvent, errPublish, errSlowConsumer, errRateLimited, errConnectionLimit, errRecovery} {
 		errors.WithLabelValues(t)
 	}
 	for _, r := range []error{ErrMissingToken, ErrInvalidToken, ErrTokenExpired} {
 		m.authFailures.WithLabelValues(authReason(r))
 	}
 	reg.MustRegister(m.connectionsTotal, m.connectionsActive, m.messagesSent, m.messagesReceived,
-		m.authFailures, m.deliveryLatency, m.batchSize, m.slowConsumers)
+		m.authFailures, m.deliveryLatency, m.batchSize, m.slowConsumers, m.recovered, m.recoveredMessages)
 	return m
 }
 

@@ -11,9 +11,10 @@ import (
 	"github.com/web3-socket/web3-socket/schemas"
 )
 
-// Deliverer takes deliver envelopes for the sockets of this instance.
+// Deliverer takes deliver envelopes, with their offsets in the bus's log, for
+// the sockets of this instance.
 type Deliverer interface {
-	Enqueue(ctx context.Context, env *schemas.Envelope) error
+	Enqueue(ctx context.Context, env *schemas.Envelope, offset string) error
 }
 
 // Outbound returns the handler of the outbound topic: it validates each
@@ -25,7 +26,7 @@ func Outbound(d Deliverer) router.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return d.Enqueue(msg.Context(), env)
+		return d.Enqueue(msg.Context(), env, router.OffsetOf(msg))
 	}
 }
 
@@ -114,3 +115,30 @@ func decode(msg *message.Message, kind schemas.Kind) (*schemas.Envelope, error) 
 	}
 	return env, nil
 }
+
+// OutboundLog reads the outbound topic of a bus's log as envelopes, for the
+// recovery of clients (bridge.MissedLog). Entries that are not valid
+// envelopes are skipped: they were poisoned when they were consumed.
+type OutboundLog struct {
+	Log   router.Log
+	Topic string
+}
+
+// Has reports whether offset is still in the log.
+func (l OutboundLog) Has(ctx context.Context, offset string) (bool, error) {
+	return l.Log.Has(ctx, l.Topic, offset)
+}
+
+// ReadAfter calls fn with each valid envelope after offset.
+func (l OutboundLog) ReadAfter(ctx context.Context, offset string, fn func(string, *schemas.Envelope) error) error {
+	return l.Log.ReadAfter(ctx, l.Topic, offset, func(msg *message.Message) error {
+		env, err := decode(msg, schemas.KindDeliver)
+		if err != nil {
+			return nil
+		}
+		return fn(router.OffsetOf(msg), env)
+	})
+}
+
+// Compare orders two offsets.
+func (OutboundLog) Compare(a, b string) int { return router.CompareOffsets(a, b) }

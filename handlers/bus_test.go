@@ -22,7 +22,7 @@ type fakeDeliverer struct {
 	ctxs []context.Context
 }
 
-func (d *fakeDeliverer) Enqueue(ctx context.Context, env *schemas.Envelope) error {
+func (d *fakeDeliverer) Enqueue(ctx context.Context, env *schemas.Envelope, _ string) error {
 	d.ctxs = append(d.ctxs, ctx)
 	if d.err != nil {
 		return d.err

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -43,6 +44,9 @@ type Bus interface {
 type BusConfig struct {
 	Kind  string
 	Redis RedisConfig
+	// LogWindow is how long the embedded bus keeps each topic's messages as
+	// its Log (0: it keeps none). The Redis bus's log is its streams.
+	LogWindow time.Duration
 	// Metrics, when set, receive what only the bus can see (consumer lag).
 	Metrics *Metrics
 }
@@ -51,7 +55,7 @@ type BusConfig struct {
 func NewBus(cfg BusConfig, log *slog.Logger) (Bus, error) {
 	switch cfg.Kind {
 	case "", KindMemory:
-		return newMemoryBus(log), nil
+		return newMemoryBus(cfg.LogWindow, log), nil
 	case KindRedis:
 		return newRedisBus(cfg.Redis, cfg.Metrics, log)
 	case KindKafka:

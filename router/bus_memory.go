@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 )
@@ -20,7 +24,55 @@ type memoryBus struct {
 	ps *memoryPubSub
 }
 
-func newMemoryBus(*slog.Logger) *memoryBus { return &memoryBus{ps: newMemoryPubSub()} }
+// newMemoryBus returns the embedded bus. With logWindow > 0 it keeps each
+// topic's messages of the last logWindow (at most memoryLogMax of them) as
+// its Log.
+func newMemoryBus(logWindow time.Duration, _ *slog.Logger) *memoryBus {
+	ps := newMemoryPubSub()
+	ps.logWindow = logWindow
+	return &memoryBus{ps: ps}
+}
+
+// memoryLogMax bounds each topic's log of the embedded bus, whatever the
+// window: past it, the oldest messages go first (a client away for longer
+// than the log covers is not recovered).
+const memoryLogMax = 100_000
+
+// Has reports whether offset is in topic's log.
+func (b *memoryBus) Has(_ context.Context, topic, offset string) (bool, error) {
+	l := b.ps.log(topic)
+	if l == nil {
+		return false, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, found := l.find(offset)
+	return found, nil
+}
+
+// ReadAfter calls fn with each message of topic's log after offset.
+func (b *memoryBus) ReadAfter(ctx context.Context, topic, offset string, fn func(*message.Message) error) error {
+	l := b.ps.log(topic)
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	i, found := l.find(offset)
+	var after []*message.Message
+	if found {
+		after = append(after, l.msgs[i+1:]...)
+	}
+	l.mu.Unlock()
+	for _, m := range after {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (b *memoryBus) Kind() string                        { return KindMemory }
 func (b *memoryBus) Publisher() message.Publisher        { return b.ps }
@@ -49,10 +101,78 @@ type memoryPubSub struct {
 	topicLocks sync.Map
 	closing    chan struct{}
 	watchers   sync.WaitGroup
+
+	// logWindow > 0 keeps each topic's recent messages in logs (topic →
+	// *memoryLog); epoch, the bus's start in ms, makes offsets of another
+	// run of the process unknown to this one.
+	logWindow time.Duration
+	logs      sync.Map
+	epoch     string
 }
 
 func newMemoryPubSub() *memoryPubSub {
-	return &memoryPubSub{subs: map[string][]*memorySubscription{}, closing: make(chan struct{})}
+	return &memoryPubSub{subs: map[string][]*memorySubscription{}, closing: make(chan struct{}),
+		epoch: strconv.FormatInt(time.Now().UnixMilli(), 10)}
+}
+
+// memoryLog is one topic's recent messages, oldest first, with their
+// sequence numbers (seqs[i] is msgs[i]'s).
+type memoryLog struct {
+	epoch string
+	mu    sync.Mutex
+	next  uint64
+	seqs []uint64
+	at   []time.Time
+	msgs []*message.Message
+}
+
+func (p *memoryPubSub) log(topic string) *memoryLog {
+	if l, ok := p.logs.Load(topic); ok {
+		return l.(*memoryLog)
+	}
+	return nil
+}
+
+// append gives msg the next offset of the log and keeps it, dropping what
+// is older than window or past memoryLogMax.
+func (l *memoryLog) append(window time.Duration, msg *message.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.next++
+	now := time.Now()
+	msg.Metadata.Set(MetaOffset, l.epoch+"-"+strconv.FormatUint(l.next, 10))
+	l.seqs = append(l.seqs, l.next)
+	l.at = append(l.at, now)
+	l.msgs = append(l.msgs, msg)
+	drop := max(0, len(l.msgs)-memoryLogMax)
+	for drop < len(l.at) && now.Sub(l.at[drop]) > window {
+		drop++
+	}
+	if drop > 0 && drop >= len(l.msgs)/4 {
+		// Compacted in steps, so that appending stays amortised O(1).
+		l.seqs = append(l.seqs[:0:0], l.seqs[drop:]...)
+		l.at = append(l.at[:0:0], l.at[drop:]...)
+		l.msgs = append(l.msgs[:0:0], l.msgs[drop:]...)
+	} else if drop > 0 {
+		for i := range drop {
+			l.msgs[i] = nil
+		}
+		l.seqs, l.at, l.msgs = l.seqs[drop:], l.at[drop:], l.msgs[drop:]
+	}
+}
+
+// find returns the index of offset in the log. Called with l.mu held.
+func (l *memoryLog) find(offset string) (int, bool) {
+	epoch, seqText, ok := strings.Cut(offset, "-")
+	if !ok || epoch != l.epoch {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	i := sort.Search(len(l.seqs), func(i int) bool { return l.seqs[i] >= seq })
+	return i, i < len(l.seqs) && l.seqs[i] == seq
 }
 
 type memorySubscription struct {
@@ -85,7 +205,15 @@ func (p *memoryPubSub) Publish(topic string, msgs ...*message.Message) error {
 	}
 	subs := p.subs[topic]
 	p.mu.RUnlock()
+	var log *memoryLog
+	if p.logWindow > 0 {
+		l, _ := p.logs.LoadOrStore(topic, &memoryLog{epoch: p.epoch})
+		log = l.(*memoryLog)
+	}
 	for _, msg := range msgs {
+		if log != nil {
+			log.append(p.logWindow, msg)
+		}
 		for _, s := range subs {
 			s.deliver(msg, p.closing)
 		}

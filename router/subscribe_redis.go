@@ -99,8 +99,11 @@ func (s *streamReader) read(ctx context.Context, topic, after string, out chan<-
 				msg, err := entryUnmarshaller{}.Unmarshal(entry.Values)
 				if err != nil {
 					s.log.Warn("stream entry skipped", "topic", topic, "entry", entry.ID, "error", err)
-				} else if !handOver(ctx, msg, out) {
-					return
+				} else {
+					msg.Metadata.Set(MetaOffset, entry.ID)
+					if !handOver(ctx, msg, out) {
+						return
+					}
 				}
 				after = entry.ID
 			}

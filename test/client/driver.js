@@ -24,7 +24,8 @@
 //   {"type":"connect","name":…,"sid":…,"transport":"polling|websocket","recovered":false}
 //   {"type":"upgrade","name":…,"transport":"websocket"}
 //   {"type":"connect_error","name":…,"message":…,"data":…}
-//   {"type":"event","name":…,"event":…,"args":[…]}
+//   {"type":"event","name":…,"event":…,"args":[…],"offset":…}  (offset: with
+//       connection-state recovery, the event's position in the server's log)
 //   {"type":"disconnect","name":…,"reason":…,"description":…}
 // and {"type":"ready",…} once at start, {"type":"log","message":…} for driver trouble.
 "use strict";
@@ -88,7 +89,12 @@ function connect(cmd) {
     report({ type: "disconnect", name, reason, description: describe(description) });
   });
   socket.onAny((event, ...args) => {
-    report({ type: "event", name, event, args });
+    // With connection-state recovery the server appends each event's offset
+    // as its last argument (the client keeps it to send back when it
+    // reconnects): reported apart, so that args are what the sender sent.
+    let offset;
+    if (socket._pid && args.length && typeof args[args.length - 1] === "string") offset = args.pop();
+    report({ type: "event", name, event, args, offset });
   });
   return {};
 }

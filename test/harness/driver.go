@@ -45,23 +45,26 @@ type ConnectOptions struct {
 
 // Report is one line reported by driver.js.
 type Report struct {
-	Type        string            `json:"type"`
-	ID          int               `json:"id,omitempty"`
-	Name        string            `json:"name,omitempty"`
-	OK          bool              `json:"ok,omitempty"`
-	Error       string            `json:"error,omitempty"`
-	Event       string            `json:"event,omitempty"`
-	Args        []json.RawMessage `json:"args,omitempty"`
-	SID         string            `json:"sid,omitempty"`
-	Transport   string            `json:"transport,omitempty"`
-	Recovered   bool              `json:"recovered,omitempty"`
-	Message     string            `json:"message,omitempty"`
-	Data        json.RawMessage   `json:"data,omitempty"`
-	Reason      string            `json:"reason,omitempty"`
-	Description string            `json:"description,omitempty"`
-	Node        string            `json:"node,omitempty"`
-	Client      string            `json:"client,omitempty"`
-	T           int64             `json:"t"`
+	Type  string            `json:"type"`
+	ID    int               `json:"id,omitempty"`
+	Name  string            `json:"name,omitempty"`
+	OK    bool              `json:"ok,omitempty"`
+	Error string            `json:"error,omitempty"`
+	Event string            `json:"event,omitempty"`
+	Args  []json.RawMessage `json:"args,omitempty"`
+	// Offset is an event's offset in the server's log, which the server
+	// appends to each event when clients can recover.
+	Offset      string          `json:"offset,omitempty"`
+	SID         string          `json:"sid,omitempty"`
+	Transport   string          `json:"transport,omitempty"`
+	Recovered   bool            `json:"recovered,omitempty"`
+	Message     string          `json:"message,omitempty"`
+	Data        json.RawMessage `json:"data,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	Description string          `json:"description,omitempty"`
+	Node        string          `json:"node,omitempty"`
+	Client      string          `json:"client,omitempty"`
+	T           int64           `json:"t"`
 
 	raw      string
 	consumed bool

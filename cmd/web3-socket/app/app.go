@@ -86,12 +86,18 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 	bus, err := router.NewBus(router.BusConfig{Kind: cfg.Bus, Redis: router.RedisConfig{
 		URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort, Password: cfg.RedisPassword, DB: cfg.RedisDB,
 		TLS: cfg.RedisTLS, StreamMaxLen: cfg.RedisStreamMaxLen, Instance: cfg.InstanceID, ClaimIdle: cfg.RedisClaimIdle,
-	}, Metrics: busMetrics}, log)
+	}, Metrics: busMetrics, LogWindow: cfg.RecoveryWindow}, log)
 	if err != nil {
 		return nil, err
 	}
 	topics := router.NewTopics(cfg.TopicPrefix)
 	pub := router.NewPublisher(bus.Publisher(), busMetrics)
+	var missed bridge.MissedLog
+	if busLog, ok := router.LogOf(bus); ok && cfg.RecoveryWindow > 0 {
+		missed = handlers.OutboundLog{Log: busLog, Topic: topics.Outbound}
+	} else if cfg.RecoveryWindow > 0 {
+		log.Warn("connection-state recovery is off: this bus keeps no log", "bus", bus.Kind())
+	}
 
 	edge, err := bridge.New(bridge.Config{
 		Instance:              cfg.InstanceID,
@@ -106,6 +112,10 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		EventBurst:            cfg.EventRateBurst,
 		MaxConnectionsPerUser: cfg.MaxConnectionsPerUser,
 		InboundTopic:          topics.Inbound,
+		RecoveryWindow:        cfg.RecoveryWindow,
+		Log:                   missed,
+		Sessions:              router.StoreOf(bus),
+		SessionPrefix:         cfg.TopicPrefix + "session:",
 	}, pub, bridge.NewMetrics(reg, socketErrors), log)
 	if err != nil {
 		_ = bus.Close()
@@ -214,6 +224,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	clusterCtx, stopCluster := context.WithCancel(context.Background())
 	wg.Go(func() { a.heartbeat(clusterCtx) })
 	wg.Go(func() { a.presence.Run(clusterCtx) })
+	wg.Go(func() { a.bridge.RunSessions(clusterCtx) })
 	a.log.Info("listening", "addr", ln.Addr().String(), "bus", a.bus.Kind(), "instance", a.cfg.InstanceID)
 
 	var runErr error

@@ -63,6 +63,11 @@ type Config struct {
 	// another instance takes it over.
 	RedisClaimIdle time.Duration `koanf:"redis_claim_idle"`
 
+	// RecoveryWindow is how long a disconnected client may come back, to
+	// this instance or another, and get its id, rooms and missed messages
+	// (Socket.IO connection-state recovery); 0 turns it off.
+	RecoveryWindow time.Duration `koanf:"recovery_window"`
+
 	TopicPrefix string `koanf:"topic_prefix"`
 	// InstanceID names this instance on the bus; generated when empty.
 	InstanceID string `koanf:"instance_id"`

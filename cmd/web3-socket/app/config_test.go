@@ -141,7 +141,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		"PING_TIMEOUT": "45s", "SHUTDOWN_TIMEOUT": "1m", "SOCKET_QUEUE_MAX_BYTES": "65536",
 		"EVENT_RATE_LIMIT": "2.5", "EVENT_RATE_BURST": "7", "MAX_CONNECTIONS_PER_USER": "3",
 		"REDIS_TLS": "true", "REDIS_STREAM_MAXLEN": "5000", "CLUSTER_HEARTBEAT": "750ms", "REDIS_CLAIM_IDLE": "3s",
-		"API_RATE_LIMIT": "100", "API_RATE_BURST": "5",
+		"API_RATE_LIMIT": "100", "API_RATE_BURST": "5", "RECOVERY_WINDOW": "45s",
 	}
 	cfg, _, err := layers{env: env}.load(t)
 	if err != nil {
@@ -157,7 +157,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		PingTimeout: 45 * time.Second, ShutdownTimeout: time.Minute, SocketQueueMaxBytes: 65536,
 		EventRateLimit: 2.5, EventRateBurst: 7, MaxConnectionsPerUser: 3,
 		RedisTLS: true, RedisStreamMaxLen: 5000, ClusterHeartbeat: 750 * time.Millisecond, RedisClaimIdle: 3 * time.Second,
-		APIRateLimit: 100, APIRateBurst: 5,
+		APIRateLimit: 100, APIRateBurst: 5, RecoveryWindow: 45 * time.Second,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("\n got %+v\nwant %+v", cfg, want)

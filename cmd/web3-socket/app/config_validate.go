@@ -102,6 +102,9 @@ func (c Config) Validate() error {
 			fail("REDIS_URL: not a redis://, rediss:// or unix:// URL")
 		}
 	}
+	if c.RecoveryWindow < 0 {
+		fail("RECOVERY_WINDOW: %s: want 0 (off) or more", c.RecoveryWindow)
+	}
 	if c.RedisClaimIdle <= 0 {
 		fail("REDIS_CLAIM_IDLE: %s: want more than 0", c.RedisClaimIdle)
 	}
