@@ -121,9 +121,9 @@ type memoryLog struct {
 	epoch string
 	mu    sync.Mutex
 	next  uint64
-	seqs []uint64
-	at   []time.Time
-	msgs []*message.Message
+	seqs  []uint64
+	at    []time.Time
+	msgs  []*message.Message
 }
 
 func (p *memoryPubSub) log(topic string) *memoryLog {
