@@ -1,7 +1,9 @@
 // Command bench is the load generator of `make bench`: it compares
 // web3-socket with the official Node Socket.IO 4 server (node/server.js, the
-// same surface) on three scenarios — broadcast, per-user and idle — and
-// prints one report with the ratios. See README.md in this folder.
+// same surface) on broadcast, per-user and idle scenarios, one instance of
+// each, and on the Redis variants (two instances of each sharing a
+// redis-server; Node with @socket.io/redis-streams-adapter), and prints one
+// report with the ratios. See README.md in this folder.
 //
 // Run it from the root of the module: go run ./test/bench [flags].
 package main
@@ -20,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -41,14 +44,23 @@ type config struct {
 	timeout, stall     time.Duration
 
 	repo, nodeDir, nodeBin, goBin, out string
-	quick                              bool
+	// redisBin is the redis-server of the Redis variants.
+	redisBin string
+	quick    bool
+}
+
+// allScenarios is the default of -scenarios: the Redis variants run when
+// redis-server is found.
+var allScenarios = []string{
+	scenarioBroadcast, scenarioPerUser, scenarioPerUserBatch, scenarioIdle,
+	redisPrefix + scenarioBroadcast, redisPrefix + scenarioPerUser, redisPrefix + scenarioPerUserBatch,
 }
 
 func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	servers := fs.String("servers", "web3,node", "servers to run, comma-separated: web3, node")
-	scenarios := fs.String("scenarios", "broadcast,per-user,per-user-batch,idle", "scenarios to run, comma-separated: broadcast, per-user, per-user-batch, idle")
+	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run, comma-separated: broadcast, per-user, per-user-batch, idle, and the two-instance Redis variants redis-broadcast, redis-per-user, redis-per-user-batch (run by default when redis-server is found)")
 	fs.IntVar(&c.broadcastClients, "broadcast-clients", 2000, "clients connected in the broadcast scenario")
 	fs.IntVar(&c.broadcasts, "broadcasts", 500, "broadcasts published in the broadcast scenario")
 	fs.IntVar(&c.userClients, "user-clients", 2000, "clients (distinct users) in the per-user scenario")
@@ -67,6 +79,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.nodeDir, "node-dir", "test/bench/node", "folder of the Node server (server.js and node_modules)")
 	fs.StringVar(&c.nodeBin, "node", "node", "the node executable")
 	fs.StringVar(&c.goBin, "go", "go", "the go executable that builds web3-socket")
+	fs.StringVar(&c.redisBin, "redis-server", "redis-server", "the redis-server executable of the redis-* scenarios")
 	fs.StringVar(&c.out, "out", "", "also write the report to this file")
 	fs.BoolVar(&c.quick, "quick", false, "smoke-test sizes: 200 clients, 50 broadcasts, 2,000 per-user messages, 1,000 idle clients idle for 3s")
 	if err := fs.Parse(args); err != nil {
@@ -97,9 +110,17 @@ func parseFlags(args []string) (config, error) {
 	c.servers = splitList(*servers)
 	c.scenarios = splitList(*scenarios)
 	for i, s := range c.scenarios {
-		if s == "peruser" || s == "per_user" {
-			c.scenarios[i] = scenarioPerUser
+		for _, p := range []string{"", redisPrefix} {
+			if s == p+"peruser" || s == p+"per_user" {
+				c.scenarios[i] = p + scenarioPerUser
+			}
 		}
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "scenarios" })
+	if !explicit && !redisAvailable(c.redisBin) {
+		log.Printf("warning: %s is not on PATH (Debian: apt-get install redis-server): the redis-* scenarios are left out", c.redisBin)
+		c.scenarios = slices.DeleteFunc(c.scenarios, func(s string) bool { return strings.HasPrefix(s, redisPrefix) })
 	}
 	var errs []error
 	for _, s := range c.servers {
@@ -108,8 +129,13 @@ func parseFlags(args []string) (config, error) {
 		}
 	}
 	for _, s := range c.scenarios {
-		if s != scenarioBroadcast && s != scenarioPerUser && s != scenarioPerUserBatch && s != scenarioIdle {
-			errs = append(errs, fmt.Errorf("-scenarios: %q is not a scenario: want broadcast, per-user, per-user-batch or idle", s))
+		base, n := variant(s)
+		switch {
+		case base != scenarioBroadcast && base != scenarioPerUser && base != scenarioPerUserBatch && base != scenarioIdle,
+			n > 1 && base == scenarioIdle:
+			errs = append(errs, fmt.Errorf("-scenarios: %q is not a scenario: want broadcast, per-user, per-user-batch, idle, redis-broadcast, redis-per-user or redis-per-user-batch", s))
+		case n > 1 && !redisAvailable(c.redisBin):
+			errs = append(errs, fmt.Errorf("-scenarios: %s needs redis-server: %q is not found (Debian: apt-get install redis-server; or give -redis-server)", s, c.redisBin))
 		}
 	}
 	for name, v := range map[string]int{
@@ -132,6 +158,17 @@ func parseFlags(args []string) (config, error) {
 		errs = append(errs, errors.New("-servers and -scenarios must name at least one each"))
 	}
 	return c, errors.Join(errs...)
+}
+
+// redisAvailable reports whether bin names an executable redis-server.
+func redisAvailable(bin string) bool {
+	_, err := exec.LookPath(bin)
+	return err == nil
+}
+
+// usesRedis reports whether any of the scenarios is a Redis variant.
+func usesRedis(scenarios []string) bool {
+	return slices.ContainsFunc(scenarios, func(s string) bool { return strings.HasPrefix(s, redisPrefix) })
 }
 
 func splitList(s string) []string {
@@ -195,8 +232,14 @@ func run(ctx context.Context, cfg config) error {
 			if err != nil {
 				return err
 			}
-			if _, err := os.Stat(filepath.Join(dir, "node_modules", "socket.io")); err != nil {
-				return fmt.Errorf("%s has no node_modules/socket.io: run `npm ci` there (make bench does): %w", dir, err)
+			need := []string{"socket.io"}
+			if usesRedis(cfg.scenarios) {
+				need = append(need, "@socket.io/redis-streams-adapter", "redis")
+			}
+			for _, pkg := range need {
+				if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
+					return fmt.Errorf("%s has no node_modules/%s: run `npm ci` there (make bench does): %w", dir, pkg, err)
+				}
 			}
 			targets = append(targets, nodeTarget(cfg.nodeBin, dir))
 		}
@@ -272,15 +315,30 @@ func describe(env *environment, cfg config) {
 		env.kernel = strings.TrimSpace(string(b))
 	}
 	env.goVersion = output(cfg.goBin, "", "version")
-	env.nodeVersion, env.socketIO = "-", "-"
+	env.nodeVersion, env.socketIO, env.redisAdapter, env.redisClient = "-", "-", "-", "-"
 	if contains(cfg.servers, "node") {
 		env.nodeVersion = output(cfg.nodeBin, "", "--version")
-		var pkg struct{ Version string }
-		if b, err := os.ReadFile(filepath.Join(cfg.nodeDir, "node_modules", "socket.io", "package.json")); err == nil && json.Unmarshal(b, &pkg) == nil {
-			env.socketIO = pkg.Version
-		}
+		env.socketIO = npmVersion(cfg.nodeDir, "socket.io")
+		env.redisAdapter = npmVersion(cfg.nodeDir, "@socket.io/redis-streams-adapter")
+		env.redisClient = npmVersion(cfg.nodeDir, "redis")
+	}
+	env.redis = "-"
+	if usesRedis(cfg.scenarios) {
+		// "Redis server v=7.0.15 sha=… malloc=… bits=64 build=…"
+		env.redis = strings.TrimPrefix(strings.Fields(output(cfg.redisBin, "", "--version") + " ? ? ?")[2], "v=")
 	}
 	env.web3Version = output("git", cfg.repo, "describe", "--tags", "--always", "--dirty")
+}
+
+// npmVersion returns the version of the npm package installed in
+// dir/node_modules, or "-".
+func npmVersion(dir, name string) string {
+	var pkg struct{ Version string }
+	b, err := os.ReadFile(filepath.Join(dir, "node_modules", name, "package.json"))
+	if err != nil || json.Unmarshal(b, &pkg) != nil || pkg.Version == "" {
+		return "-"
+	}
+	return pkg.Version
 }
 
 // output runs a short command and returns its first line, or "unknown".
