@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -213,5 +214,69 @@ func waitPing(ctx context.Context, p *process, addr string) error {
 			return fmt.Errorf("PING %s: %w", addr, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// busMeter follows how many messages each instance of a deployment has
+// consumed from a topic, sampled from /metrics, and when each count last
+// moved.
+type busMeter struct {
+	d     *deployment
+	topic string
+	start time.Time
+	// base is each instance's count when the meter started.
+	base, last []int64
+	moved      []time.Time
+	err        error
+}
+
+// newBusMeter reads the instances' counts now; start is the time the
+// measured phase began (the first request).
+func newBusMeter(ctx context.Context, d *deployment, topic string) *busMeter {
+	m := &busMeter{d: d, topic: topic}
+	m.base, m.err = d.consumed(ctx, topic)
+	if m.err == nil {
+		m.last = slices.Clone(m.base)
+		m.moved = make([]time.Time, len(m.base))
+	}
+	return m
+}
+
+// sample reads the counts again.
+func (m *busMeter) sample(ctx context.Context) {
+	if m.err != nil {
+		return
+	}
+	now, err := m.d.consumed(ctx, m.topic)
+	if err != nil {
+		m.err = err
+		return
+	}
+	at := time.Now()
+	for i, n := range now {
+		if n != m.last[i] {
+			m.last[i], m.moved[i] = n, at
+		}
+	}
+}
+
+// consumed returns the messages instance i consumed since the meter started.
+func (m *busMeter) consumed(i int) int64 { return m.last[i] - m.base[i] }
+
+// record stores the counts and spans in r: from start to the sample where
+// each instance's count last moved.
+func (m *busMeter) record(r *result, start time.Time) {
+	if m.err != nil {
+		r.busErr = m.err.Error()
+		return
+	}
+	r.busConsumed, r.busSpan = nil, nil
+	for i := range m.last {
+		r.busConsumed = append(r.busConsumed, m.consumed(i))
+		span := time.Duration(0)
+		if !m.moved[i].IsZero() {
+			span = m.moved[i].Sub(start)
+		}
+		r.busSpan = append(r.busSpan, span)
 	}
 }

@@ -36,6 +36,7 @@ type config struct {
 	userClients, userMessages    int
 	batchMessages, batchSize     int
 	idleClients                  int
+	busMessages                  int
 	idleSettle                   time.Duration
 
 	workers, batch     int
@@ -54,13 +55,14 @@ type config struct {
 var allScenarios = []string{
 	scenarioBroadcast, scenarioPerUser, scenarioPerUserBatch, scenarioIdle,
 	redisPrefix + scenarioBroadcast, redisPrefix + scenarioPerUser, redisPrefix + scenarioPerUserBatch,
+	redisPrefix + scenarioBus,
 }
 
 func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	servers := fs.String("servers", "web3,node", "servers to run, comma-separated: web3, node")
-	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run, comma-separated: broadcast, per-user, per-user-batch, idle, and the two-instance Redis variants redis-broadcast, redis-per-user, redis-per-user-batch (run by default when redis-server is found)")
+	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run, comma-separated: broadcast, per-user, per-user-batch, idle, and the two-instance Redis variants redis-broadcast, redis-per-user, redis-per-user-batch, redis-bus (run by default when redis-server is found)")
 	fs.IntVar(&c.broadcastClients, "broadcast-clients", 2000, "clients connected in the broadcast scenario")
 	fs.IntVar(&c.broadcasts, "broadcasts", 500, "broadcasts published in the broadcast scenario")
 	fs.IntVar(&c.userClients, "user-clients", 2000, "clients (distinct users) in the per-user scenario")
@@ -68,6 +70,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.batchMessages, "batch-messages", 200000, "messages of the per-user-batch scenario")
 	fs.IntVar(&c.batchSize, "batch-size", 100, "messages per POST /api/batch in the per-user-batch scenario")
 	fs.IntVar(&c.idleClients, "idle-clients", 10000, "clients connected in the idle scenario")
+	fs.IntVar(&c.busMessages, "bus-messages", 200000, "entries the generator adds to the outbound stream in the redis-bus scenario")
 	fs.DurationVar(&c.idleSettle, "idle-settle", 30*time.Second, "how long idle clients stay connected before memory is read (30s lets one 25s ping interval pass)")
 	fs.IntVar(&c.workers, "workers", 8, "concurrent HTTP publishers (keep-alive connections)")
 	fs.IntVar(&c.batch, "batch", 0, "messages per POST /api/batch; 0 sends one message per /api/broadcast or /api/message call")
@@ -81,7 +84,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.goBin, "go", "go", "the go executable that builds web3-socket")
 	fs.StringVar(&c.redisBin, "redis-server", "redis-server", "the redis-server executable of the redis-* scenarios")
 	fs.StringVar(&c.out, "out", "", "also write the report to this file")
-	fs.BoolVar(&c.quick, "quick", false, "smoke-test sizes: 200 clients, 50 broadcasts, 2,000 per-user messages, 1,000 idle clients idle for 3s")
+	fs.BoolVar(&c.quick, "quick", false, "smoke-test sizes: 200 clients, 50 broadcasts, 2,000 per-user messages, 20,000 per-user-batch and redis-bus messages, 1,000 idle clients idle for 3s")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -98,6 +101,7 @@ func parseFlags(args []string) (config, error) {
 			"user-messages":     func() { c.userMessages = 2000 },
 			"batch-messages":    func() { c.batchMessages = 20000 },
 			"idle-clients":      func() { c.idleClients = 1000 },
+			"bus-messages":      func() { c.busMessages = 20000 },
 			"idle-settle":       func() { c.idleSettle = 3 * time.Second },
 			"timeout":           func() { c.timeout = 60 * time.Second },
 		}
@@ -131,9 +135,9 @@ func parseFlags(args []string) (config, error) {
 	for _, s := range c.scenarios {
 		base, n := variant(s)
 		switch {
-		case base != scenarioBroadcast && base != scenarioPerUser && base != scenarioPerUserBatch && base != scenarioIdle,
-			n > 1 && base == scenarioIdle:
-			errs = append(errs, fmt.Errorf("-scenarios: %q is not a scenario: want broadcast, per-user, per-user-batch, idle, redis-broadcast, redis-per-user or redis-per-user-batch", s))
+		case base != scenarioBroadcast && base != scenarioPerUser && base != scenarioPerUserBatch && base != scenarioIdle && base != scenarioBus,
+			n > 1 && base == scenarioIdle, n == 1 && base == scenarioBus:
+			errs = append(errs, fmt.Errorf("-scenarios: %q is not a scenario: want broadcast, per-user, per-user-batch, idle, redis-broadcast, redis-per-user, redis-per-user-batch or redis-bus", s))
 		case n > 1 && !redisAvailable(c.redisBin):
 			errs = append(errs, fmt.Errorf("-scenarios: %s needs redis-server: %q is not found (Debian: apt-get install redis-server; or give -redis-server)", s, c.redisBin))
 		}
@@ -142,6 +146,7 @@ func parseFlags(args []string) (config, error) {
 		"broadcast-clients": c.broadcastClients, "broadcasts": c.broadcasts, "user-clients": c.userClients,
 		"user-messages": c.userMessages, "idle-clients": c.idleClients, "workers": c.workers,
 		"batch-messages":      c.batchMessages,
+		"bus-messages":        c.busMessages,
 		"connect-concurrency": c.connectConcurrency,
 	} {
 		if v < 1 {

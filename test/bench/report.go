@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,18 +43,23 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 		env.goVersion, env.nodeVersion, env.socketIO, env.web3Version)
 	fmt.Fprintf(w, "setup:    every scenario starts a fresh server on 127.0.0.1; clients and server share the machine;\n")
 	fmt.Fprintf(w, "          one instance (web3-socket with BUS=memory), except the redis-* scenarios\n")
+	fmt.Fprintf(w, "          client: Go, gorilla/websocket, Engine.IO v4 over WebSocket only; servers with their default heartbeat\n")
+	fmt.Fprintf(w, "          per-scenario timeout %s, stall limit %s\n", cfg.timeout, cfg.stall)
 	if usesRedis(scenarios) {
 		fmt.Fprintf(w, "redis-*:  %d instances of each server sharing a fresh redis-server %s (no persistence) on 127.0.0.1:\n", redisInstances, env.redis)
 		fmt.Fprintf(w, "          web3-socket BUS=redis (default settings, REDIS_STREAM_MAXLEN %s); node: @socket.io/redis-streams-adapter %s\n", count(streamMaxLen), env.redisAdapter)
 		fmt.Fprintf(w, "          with redis (node-redis) %s, maxLen %s, other options default; client i connects to instance i mod %d,\n", env.redisClient, count(streamMaxLen), redisInstances)
 		fmt.Fprintf(w, "          publisher worker w posts to instance w mod %d; server CPU and peak RSS are summed over the instances\n", redisInstances)
 	}
-	fmt.Fprintf(w, "          client: Go, gorilla/websocket, Engine.IO v4 over WebSocket only; servers with their default heartbeat\n")
-	fmt.Fprintf(w, "          per-scenario timeout %s, stall limit %s\n", cfg.timeout, cfg.stall)
 
-	both := len(targets) == 2
 	for _, sc := range scenarios {
 		fmt.Fprintln(w)
+		targets := targets
+		if base, _ := variant(sc); base == scenarioBus {
+			// Only a server that counts its bus consumption has a column.
+			targets = slices.DeleteFunc(slices.Clone(targets), func(t target) bool { return !t.busMetrics })
+		}
+		both := len(targets) == 2
 		var rs []*result
 		for _, t := range targets {
 			rs = append(rs, results[sc][t.key])
@@ -116,9 +122,14 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 // Node setup, and bus consumption of at least 100k messages/s per instance.
 func printRedisSummary(w io.Writer, results map[string]map[string]*result) {
 	var lines []string
-	for _, sc := range []string{scenarioBroadcast, scenarioPerUser, scenarioPerUserBatch} {
+	for _, sc := range []string{scenarioBroadcast, scenarioPerUser, scenarioPerUserBatch, scenarioBus} {
 		web3, node := results[redisPrefix+sc]["web3"], results[redisPrefix+sc]["node"]
 		if web3 == nil {
+			continue
+		}
+		if sc == scenarioBus {
+			lines = append(lines, fmt.Sprintf("  %-22s bus consumed per web3-socket instance (msg/s): %s (target ≥ 100,000); not consumed %s",
+				redisPrefix+sc+":", busRates(web3, ", "), count(web3.lost)))
 			continue
 		}
 		what := "deliveries/s"
@@ -134,11 +145,7 @@ func printRedisSummary(w io.Writer, results map[string]map[string]*result) {
 			line += fmt.Sprintf(" (node: %s, %s)", count(node.lost), count(node.dups))
 		}
 		if len(web3.busConsumed) > 0 {
-			var per []string
-			for i := range web3.busConsumed {
-				per = append(per, count(int64(web3.busRate(i))))
-			}
-			line += "\n  " + strings.Repeat(" ", 22) + " bus consumed per web3-socket instance (msg/s): " + strings.Join(per, ", ")
+			line += "\n  " + strings.Repeat(" ", 22) + " bus consumed per web3-socket instance (msg/s): " + busRates(web3, ", ")
 		}
 		lines = append(lines, line)
 	}
@@ -150,8 +157,21 @@ func printRedisSummary(w io.Writer, results map[string]map[string]*result) {
 	for _, l := range lines {
 		fmt.Fprintln(w, l)
 	}
-	fmt.Fprintln(w, "  bus consumed = bus_messages_consumed_total{topic=\""+outboundTopic+"\"} delta of each instance (GET /metrics) / (first request → last delivery);")
-	fmt.Fprintln(w, "  it is bounded by the publishing rate, so it is a floor of what one instance can consume (target ≥ 100,000/s)")
+	fmt.Fprintln(w, "  bus consumed = bus_messages_consumed_total{topic=\""+outboundTopic+"\"} delta of each instance (GET /metrics, sampled every")
+	fmt.Fprintf(w, "  %s) / (first request → the sample where its count last moved); in the delivery scenarios it is bounded by the\n", busSampleEvery)
+	fmt.Fprintln(w, "  publishing rate, in redis-bus by what the instance can consume")
+}
+
+// busRates formats the bus consumption rate of each instance.
+func busRates(r *result, sep string) string {
+	if len(r.busConsumed) == 0 {
+		return "–"
+	}
+	var per []string
+	for i := range r.busConsumed {
+		per = append(per, count(int64(r.busRate(i))))
+	}
+	return strings.Join(per, sep)
 }
 
 func scenarioTitle(sc string, cfg config) string {
@@ -178,6 +198,11 @@ func scenarioTitleOf(sc string, cfg config) string {
 			"\n   until it has written to the sockets slows the publisher down instead (compare latency at a fixed -rate)"
 	}
 	switch sc {
+	case scenarioBus:
+		return fmt.Sprintf("== bus: no clients; the generator XADDs %s deliver envelopes to %s (a payload field, as a backend may),\n"+
+			"   %d per pipelined round trip, to users nobody is connected as: each instance's reader and outbound handler run\n"+
+			"   for every entry, with nothing to write; web3-socket only (Node's adapter counts nothing)",
+			count(int64(cfg.busMessages)), outboundTopic, busPipeline)
 	case scenarioBroadcast:
 		return fmt.Sprintf("== broadcast: %s clients × %s broadcasts to everyone = %s deliveries\n   via %s",
 			count(int64(cfg.broadcastClients)), count(int64(cfg.broadcasts)), count(int64(cfg.broadcastClients)*int64(cfg.broadcasts)), method)
@@ -211,6 +236,33 @@ func rowsOf(sc string) []row {
 	peak := row{"server peak RSS (MiB)", func(r *result) string { return fmt.Sprintf("%.1f", mib(r.peakRSS)) },
 		func(r *result) float64 { return mib(r.peakRSS) }}
 
+	if sc == scenarioBus {
+		return []row{
+			{"entries added (XADD)", func(r *result) string { return fmt.Sprintf("%d/%d", r.send.nAccepted, r.messages) }, nil},
+			{"XADD time (s)", func(r *result) string { return seconds(r.send.end.Sub(r.send.start)) }, nil},
+			{"consumed per instance", func(r *result) string {
+				var per []string
+				for _, n := range r.busConsumed {
+					per = append(per, count(n))
+				}
+				return strings.Join(per, " · ")
+			}, nil},
+			{"not consumed", func(r *result) string { return count(r.lost) }, nil},
+			{"consumed more than added", func(r *result) string { return count(r.strays) }, nil},
+			{"first XADD → last consumed (s)", func(r *result) string {
+				var per []string
+				for _, s := range r.busSpan {
+					per = append(per, seconds(s))
+				}
+				return strings.Join(per, " · ")
+			}, nil},
+			{"bus consumed per instance (msg/s)", func(r *result) string { return busRates(r, " · ") }, nil},
+			serverCPU,
+			{"server CPU per 1,000 consumed (ms)", func(r *result) string { return millis(r.cpuPerThousand()) }, nil},
+			{"redis-server CPU (s)", func(r *result) string { return seconds(r.redisCPU) }, nil},
+			genCPU, peak, status,
+		}
+	}
 	if sc == scenarioIdle {
 		return []row{
 			auth, connected, connectTime,
@@ -252,16 +304,7 @@ func rowsOf(sc string) []row {
 		extra := []row{
 			{"redis-server CPU (s)", func(r *result) string { return seconds(r.redisCPU) },
 				func(r *result) float64 { return r.redisCPU.Seconds() }},
-			{"bus consumed per instance (msg/s)", func(r *result) string {
-				if len(r.busConsumed) == 0 {
-					return "–"
-				}
-				var per []string
-				for i := range r.busConsumed {
-					per = append(per, count(int64(r.busRate(i))))
-				}
-				return strings.Join(per, " · ")
-			}, nil},
+			{"bus consumed per instance (msg/s)", func(r *result) string { return busRates(r, " · ") }, nil},
 		}
 		at := len(rows) - 3 // before generator CPU, peak RSS and status
 		rows = append(rows[:at], append(extra, rows[at:]...)...)

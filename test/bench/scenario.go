@@ -23,7 +23,8 @@ const (
 	scenarioIdle         = "idle"
 
 	// redisPrefix names the two-instance Redis variant of a delivery
-	// scenario: redis-broadcast, redis-per-user, redis-per-user-batch.
+	// scenario (redis-broadcast, redis-per-user, redis-per-user-batch) and
+	// the bus consumption scenario, redis-bus.
 	redisPrefix = "redis-"
 	// redisInstances is the number of instances of each server in that
 	// variant.
@@ -50,6 +51,9 @@ var (
 	// dupGrace is how long clients keep reading after the last expected
 	// delivery, to see duplicates that come late.
 	dupGrace = 500 * time.Millisecond
+	// busSampleEvery is how often the instances' bus counters are read
+	// during a Redis scenario: the precision of the bus consumption spans.
+	busSampleEvery = 100 * time.Millisecond
 )
 
 // result is what one scenario measured on one server.
@@ -64,10 +68,12 @@ type result struct {
 	instances int
 	redisCPU  time.Duration
 	// busConsumed is, per instance, the messages it consumed from the
-	// outbound topic during the measured phase (web3-socket's /metrics);
-	// nil when the server does not count them. busErr says why it is
-	// missing when it should be there.
+	// outbound topic during the measured phase (web3-socket's /metrics),
+	// and busSpan the time from the first request to the last sample in
+	// which its count moved; nil when the server does not count them.
+	// busErr says why they are missing when they should be there.
 	busConsumed []int64
+	busSpan     []time.Duration
 	busErr      string
 
 	clients, connected int
@@ -104,12 +110,12 @@ func (r *result) rate() float64 {
 }
 
 // busRate returns the messages per second instance i consumed from the
-// outbound topic, over the measured phase.
+// outbound topic, from the first request to its last consumption.
 func (r *result) busRate(i int) float64 {
-	if i >= len(r.busConsumed) || r.elapsed <= 0 {
+	if i >= len(r.busConsumed) || r.busSpan[i] <= 0 {
 		return 0
 	}
-	return float64(r.busConsumed[i]) / r.elapsed.Seconds()
+	return float64(r.busConsumed[i]) / r.busSpan[i].Seconds()
 }
 
 func (r *result) cpuPerThousand() time.Duration {
@@ -138,6 +144,10 @@ type bench struct {
 func (b *bench) run(ctx context.Context, t target, name string) result {
 	base, n := variant(name)
 	r := result{scenario: name, server: t.name, status: "ok", instances: n, connectErrs: map[string]int{}, dropReasons: map[string]int{}}
+	if base == scenarioBus && !t.busMetrics {
+		r.status = "not measured: the server counts no bus consumption"
+		return r
+	}
 	ctx, cancel := context.WithTimeoutCause(ctx, b.cfg.timeout, errScenarioTimeout)
 	defer cancel()
 
@@ -151,7 +161,9 @@ func (b *bench) run(ctx context.Context, t target, name string) result {
 		log.Printf("[%s %s] "+format, append([]any{t.name, name}, args...)...)
 	}
 	logf("%s", d.describe())
-	r.authCheck = checkAuth(ctx, d)
+	if base != scenarioBus {
+		r.authCheck = checkAuth(ctx, d)
+	}
 	busTopic := ""
 	if n > 1 && t.busMetrics {
 		busTopic = outboundTopic
@@ -168,6 +180,8 @@ func (b *bench) run(ctx context.Context, t target, name string) result {
 		b.delivery(ctx, d, &r, logf, busTopic, c, b.cfg.batchMessages, c, "/api/message", b.cfg.batchSize, userItem(c))
 	case scenarioIdle:
 		b.idle(ctx, d.instances[0], &r, logf)
+	case scenarioBus:
+		b.busLoad(ctx, d, &r, logf, b.cfg.busMessages)
 	}
 	if r.status == "ok" && ctx.Err() != nil {
 		r.status = statusOf(ctx)
@@ -271,12 +285,9 @@ func (b *bench) delivery(ctx context.Context, d *deployment, r *result, logf fun
 		path: path, rate: b.cfg.rate, item: item,
 	}
 	r.messages = total
-	var bus0 []int64
+	var bus *busMeter
 	if busTopic != "" {
-		var err error
-		if bus0, err = d.consumed(ctx, busTopic); err != nil {
-			r.busErr = err.Error()
-		}
+		bus = newBusMeter(ctx, d, busTopic)
 	}
 	cpu0, _ := d.cpu()
 	redis0 := d.redisCPU()
@@ -289,6 +300,7 @@ func (b *bench) delivery(ctx context.Context, d *deployment, r *result, logf fun
 		lastProgress = time.Now()
 		lastUnique   int64
 		lastLog      = time.Now()
+		lastSample   time.Time
 		tick         = time.NewTicker(20 * time.Millisecond)
 	)
 	defer tick.Stop()
@@ -302,6 +314,10 @@ wait:
 			logf("published %d/%d messages in %.1fs (%d requests, %d failed)", r.send.nAccepted, total,
 				r.send.end.Sub(r.send.start).Seconds(), r.send.requests, sumCounts(r.send.errs))
 		case <-tick.C:
+		}
+		if bus != nil && time.Since(lastSample) >= busSampleEvery {
+			lastSample = time.Now()
+			bus.sample(ctx)
 		}
 		u := t.unique.Load()
 		if u != lastUnique {
@@ -324,18 +340,13 @@ wait:
 	}
 	cpu1, _ := d.cpu()
 	r.serverCPU, r.genCPU, r.redisCPU = cpu1-cpu0, selfCPU()-gen0, d.redisCPU()-redis0
-	if bus0 != nil {
-		if bus1, err := d.consumed(ctx, busTopic); err != nil {
-			r.busErr = err.Error()
-		} else {
-			for i := range bus1 {
-				r.busConsumed = append(r.busConsumed, bus1[i]-bus0[i])
-			}
-		}
-	}
 	if !sendDone {
 		r.send = <-sent // the publisher stops with ctx
 		r.expected = expected(r.send.accepted, clients, stride)
+	}
+	if bus != nil {
+		bus.sample(ctx)
+		bus.record(r, r.send.start)
 	}
 	if last := t.lastNS.Load(); last > 0 {
 		r.elapsed = time.Unix(0, last).Sub(r.send.start)
