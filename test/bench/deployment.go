@@ -223,15 +223,13 @@ func waitPing(ctx context.Context, p *process, addr string) error {
 type busMeter struct {
 	d     *deployment
 	topic string
-	start time.Time
 	// base is each instance's count when the meter started.
 	base, last []int64
 	moved      []time.Time
 	err        error
 }
 
-// newBusMeter reads the instances' counts now; start is the time the
-// measured phase began (the first request).
+// newBusMeter reads the instances' counts now.
 func newBusMeter(ctx context.Context, d *deployment, topic string) *busMeter {
 	m := &busMeter{d: d, topic: topic}
 	m.base, m.err = d.consumed(ctx, topic)
