@@ -72,7 +72,10 @@ BENCH_FLAGS ?=
 
 .PHONY: bench
 bench: ## web3-socket vs Node Socket.IO 4: deliveries/s, latency, KiB/conn, CPU
-	@if [ ! -d $(BENCH_DIR)/node_modules ]; then \
+	@# npm writes node_modules/.package-lock.json: older than the lockfile
+	@# means packages were added (such as the Redis adapter) since.
+	@if [ ! -f $(BENCH_DIR)/node_modules/.package-lock.json ] || \
+		[ $(BENCH_DIR)/node_modules/.package-lock.json -ot $(BENCH_DIR)/package-lock.json ]; then \
 		echo "cd $(BENCH_DIR) && $(NPM) ci --no-audit --no-fund"; \
 		cd $(BENCH_DIR) && $(NPM) ci --no-audit --no-fund; \
 	fi
