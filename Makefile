@@ -50,10 +50,17 @@ clean:
 	rm -rf bin
 
 # make bench: web3-socket against the official Node Socket.IO 4 server
-# (test/bench/node), three scenarios, one report with the ratios. Flags for
-# the generator go in BENCH_FLAGS, e.g. make bench BENCH_FLAGS=-quick:
+# (test/bench/node), one report with the ratios: broadcast, per-user,
+# per-user-batch and idle on one instance of each, then the Redis variant
+# (when redis-server is on PATH): redis-broadcast, redis-per-user,
+# redis-per-user-batch on two instances of each sharing a fresh redis-server
+# (BUS=redis; Node with @socket.io/redis-streams-adapter), and redis-bus (how
+# fast each web3-socket instance consumes the stream). Flags for the
+# generator go in BENCH_FLAGS, e.g. make bench BENCH_FLAGS=-quick:
 #   -quick                smoke sizes (200 clients, 50 broadcasts, 2,000 messages, 1,000 idle)
 #   -servers web3,node    which servers;  -scenarios broadcast,per-user,idle  which scenarios
+#   -scenarios redis-broadcast,redis-per-user,redis-per-user-batch,redis-bus  only the Redis variant
+#   -bus-messages N       entries of redis-bus;  -redis-server PATH
 #   -broadcast-clients N -broadcasts N -user-clients N -user-messages N -idle-clients N
 #   -idle-settle 30s      idle time before memory is read
 #   -workers 8            concurrent HTTP publishers;  -batch N  N messages per /api/batch (0: one per call)
@@ -65,7 +72,10 @@ BENCH_FLAGS ?=
 
 .PHONY: bench
 bench: ## web3-socket vs Node Socket.IO 4: deliveries/s, latency, KiB/conn, CPU
-	@if [ ! -d $(BENCH_DIR)/node_modules ]; then \
+	@# npm writes node_modules/.package-lock.json: older than the lockfile
+	@# means packages were added (such as the Redis adapter) since.
+	@if [ ! -f $(BENCH_DIR)/node_modules/.package-lock.json ] || \
+		[ $(BENCH_DIR)/node_modules/.package-lock.json -ot $(BENCH_DIR)/package-lock.json ]; then \
 		echo "cd $(BENCH_DIR) && $(NPM) ci --no-audit --no-fund"; \
 		cd $(BENCH_DIR) && $(NPM) ci --no-audit --no-fund; \
 	fi

@@ -260,11 +260,15 @@ func (c *client) close() {
 }
 
 // connectAll connects n clients, concurrency at a time, client i with
-// tokens[i]. It returns the clients in index order (nil where the client did
-// not connect) and the errors, counted by message. It stops starting new
-// connections when ctx ends.
-func connectAll(ctx context.Context, base string, tokens []string, concurrency int, t *tally, progress func(done int)) ([]*client, map[string]int) {
-	wsURL := socketURL(base)
+// tokens[i], to the server at bases[i mod len(bases)]. It returns the
+// clients in index order (nil where the client did not connect) and the
+// errors, counted by message. It stops starting new connections when ctx
+// ends.
+func connectAll(ctx context.Context, bases []string, tokens []string, concurrency int, t *tally, progress func(done int)) ([]*client, map[string]int) {
+	wsURLs := make([]string, len(bases))
+	for i, b := range bases {
+		wsURLs[i] = socketURL(b)
+	}
 	clients := make([]*client, len(tokens))
 	var (
 		mu    sync.Mutex
@@ -288,7 +292,7 @@ func connectAll(ctx context.Context, base string, tokens []string, concurrency i
 					mu.Unlock()
 					continue
 				}
-				c, err := connect(ctx, wsURL, tokens[i], i, t)
+				c, err := connect(ctx, wsURLs[i%len(wsURLs)], tokens[i], i, t)
 				if err != nil {
 					mu.Lock()
 					errs[errorClass(err)]++

@@ -1,7 +1,9 @@
 // Command bench is the load generator of `make bench`: it compares
 // web3-socket with the official Node Socket.IO 4 server (node/server.js, the
-// same surface) on three scenarios — broadcast, per-user and idle — and
-// prints one report with the ratios. See README.md in this folder.
+// same surface) on broadcast, per-user and idle scenarios, one instance of
+// each, and on the Redis variants (two instances of each sharing a
+// redis-server; Node with @socket.io/redis-streams-adapter), and prints one
+// report with the ratios. See README.md in this folder.
 //
 // Run it from the root of the module: go run ./test/bench [flags].
 package main
@@ -20,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +36,7 @@ type config struct {
 	userClients, userMessages    int
 	batchMessages, batchSize     int
 	idleClients                  int
+	busMessages                  int
 	idleSettle                   time.Duration
 
 	workers, batch     int
@@ -41,14 +45,24 @@ type config struct {
 	timeout, stall     time.Duration
 
 	repo, nodeDir, nodeBin, goBin, out string
-	quick                              bool
+	// redisBin is the redis-server of the Redis variants.
+	redisBin string
+	quick    bool
+}
+
+// allScenarios is the default of -scenarios: the Redis variants run when
+// redis-server is found.
+var allScenarios = []string{
+	scenarioBroadcast, scenarioPerUser, scenarioPerUserBatch, scenarioIdle,
+	redisPrefix + scenarioBroadcast, redisPrefix + scenarioPerUser, redisPrefix + scenarioPerUserBatch,
+	redisPrefix + scenarioBus,
 }
 
 func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	servers := fs.String("servers", "web3,node", "servers to run, comma-separated: web3, node")
-	scenarios := fs.String("scenarios", "broadcast,per-user,per-user-batch,idle", "scenarios to run, comma-separated: broadcast, per-user, per-user-batch, idle")
+	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run, comma-separated: broadcast, per-user, per-user-batch, idle, and the two-instance Redis variants redis-broadcast, redis-per-user, redis-per-user-batch, redis-bus (run by default when redis-server is found)")
 	fs.IntVar(&c.broadcastClients, "broadcast-clients", 2000, "clients connected in the broadcast scenario")
 	fs.IntVar(&c.broadcasts, "broadcasts", 500, "broadcasts published in the broadcast scenario")
 	fs.IntVar(&c.userClients, "user-clients", 2000, "clients (distinct users) in the per-user scenario")
@@ -56,6 +70,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.batchMessages, "batch-messages", 200000, "messages of the per-user-batch scenario")
 	fs.IntVar(&c.batchSize, "batch-size", 100, "messages per POST /api/batch in the per-user-batch scenario")
 	fs.IntVar(&c.idleClients, "idle-clients", 10000, "clients connected in the idle scenario")
+	fs.IntVar(&c.busMessages, "bus-messages", 200000, "entries the generator adds to the outbound stream in the redis-bus scenario")
 	fs.DurationVar(&c.idleSettle, "idle-settle", 30*time.Second, "how long idle clients stay connected before memory is read (30s lets one 25s ping interval pass)")
 	fs.IntVar(&c.workers, "workers", 8, "concurrent HTTP publishers (keep-alive connections)")
 	fs.IntVar(&c.batch, "batch", 0, "messages per POST /api/batch; 0 sends one message per /api/broadcast or /api/message call")
@@ -67,8 +82,9 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.nodeDir, "node-dir", "test/bench/node", "folder of the Node server (server.js and node_modules)")
 	fs.StringVar(&c.nodeBin, "node", "node", "the node executable")
 	fs.StringVar(&c.goBin, "go", "go", "the go executable that builds web3-socket")
+	fs.StringVar(&c.redisBin, "redis-server", "redis-server", "the redis-server executable of the redis-* scenarios")
 	fs.StringVar(&c.out, "out", "", "also write the report to this file")
-	fs.BoolVar(&c.quick, "quick", false, "smoke-test sizes: 200 clients, 50 broadcasts, 2,000 per-user messages, 1,000 idle clients idle for 3s")
+	fs.BoolVar(&c.quick, "quick", false, "smoke-test sizes: 200 clients, 50 broadcasts, 2,000 per-user messages, 20,000 per-user-batch and redis-bus messages, 1,000 idle clients idle for 3s")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -85,6 +101,7 @@ func parseFlags(args []string) (config, error) {
 			"user-messages":     func() { c.userMessages = 2000 },
 			"batch-messages":    func() { c.batchMessages = 20000 },
 			"idle-clients":      func() { c.idleClients = 1000 },
+			"bus-messages":      func() { c.busMessages = 20000 },
 			"idle-settle":       func() { c.idleSettle = 3 * time.Second },
 			"timeout":           func() { c.timeout = 60 * time.Second },
 		}
@@ -97,9 +114,17 @@ func parseFlags(args []string) (config, error) {
 	c.servers = splitList(*servers)
 	c.scenarios = splitList(*scenarios)
 	for i, s := range c.scenarios {
-		if s == "peruser" || s == "per_user" {
-			c.scenarios[i] = scenarioPerUser
+		for _, p := range []string{"", redisPrefix} {
+			if s == p+"peruser" || s == p+"per_user" {
+				c.scenarios[i] = p + scenarioPerUser
+			}
 		}
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "scenarios" })
+	if !explicit && !redisAvailable(c.redisBin) {
+		log.Printf("warning: %s is not on PATH (Debian: apt-get install redis-server): the redis-* scenarios are left out", c.redisBin)
+		c.scenarios = slices.DeleteFunc(c.scenarios, func(s string) bool { return strings.HasPrefix(s, redisPrefix) })
 	}
 	var errs []error
 	for _, s := range c.servers {
@@ -108,14 +133,20 @@ func parseFlags(args []string) (config, error) {
 		}
 	}
 	for _, s := range c.scenarios {
-		if s != scenarioBroadcast && s != scenarioPerUser && s != scenarioPerUserBatch && s != scenarioIdle {
-			errs = append(errs, fmt.Errorf("-scenarios: %q is not a scenario: want broadcast, per-user, per-user-batch or idle", s))
+		base, n := variant(s)
+		switch {
+		case base != scenarioBroadcast && base != scenarioPerUser && base != scenarioPerUserBatch && base != scenarioIdle && base != scenarioBus,
+			n > 1 && base == scenarioIdle, n == 1 && base == scenarioBus:
+			errs = append(errs, fmt.Errorf("-scenarios: %q is not a scenario: want broadcast, per-user, per-user-batch, idle, redis-broadcast, redis-per-user, redis-per-user-batch or redis-bus", s))
+		case n > 1 && !redisAvailable(c.redisBin):
+			errs = append(errs, fmt.Errorf("-scenarios: %s needs redis-server: %q is not found (Debian: apt-get install redis-server; or give -redis-server)", s, c.redisBin))
 		}
 	}
 	for name, v := range map[string]int{
 		"broadcast-clients": c.broadcastClients, "broadcasts": c.broadcasts, "user-clients": c.userClients,
 		"user-messages": c.userMessages, "idle-clients": c.idleClients, "workers": c.workers,
 		"batch-messages":      c.batchMessages,
+		"bus-messages":        c.busMessages,
 		"connect-concurrency": c.connectConcurrency,
 	} {
 		if v < 1 {
@@ -132,6 +163,17 @@ func parseFlags(args []string) (config, error) {
 		errs = append(errs, errors.New("-servers and -scenarios must name at least one each"))
 	}
 	return c, errors.Join(errs...)
+}
+
+// redisAvailable reports whether bin names an executable redis-server.
+func redisAvailable(bin string) bool {
+	_, err := exec.LookPath(bin)
+	return err == nil
+}
+
+// usesRedis reports whether any of the scenarios is a Redis variant.
+func usesRedis(scenarios []string) bool {
+	return slices.ContainsFunc(scenarios, func(s string) bool { return strings.HasPrefix(s, redisPrefix) })
 }
 
 func splitList(s string) []string {
@@ -195,8 +237,14 @@ func run(ctx context.Context, cfg config) error {
 			if err != nil {
 				return err
 			}
-			if _, err := os.Stat(filepath.Join(dir, "node_modules", "socket.io")); err != nil {
-				return fmt.Errorf("%s has no node_modules/socket.io: run `npm ci` there (make bench does): %w", dir, err)
+			need := []string{"socket.io"}
+			if usesRedis(cfg.scenarios) {
+				need = append(need, "@socket.io/redis-streams-adapter", "redis")
+			}
+			for _, pkg := range need {
+				if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
+					return fmt.Errorf("%s has no node_modules/%s: run `npm ci` there (make bench does): %w", dir, pkg, err)
+				}
 			}
 			targets = append(targets, nodeTarget(cfg.nodeBin, dir))
 		}
@@ -272,15 +320,30 @@ func describe(env *environment, cfg config) {
 		env.kernel = strings.TrimSpace(string(b))
 	}
 	env.goVersion = output(cfg.goBin, "", "version")
-	env.nodeVersion, env.socketIO = "-", "-"
+	env.nodeVersion, env.socketIO, env.redisAdapter, env.redisClient = "-", "-", "-", "-"
 	if contains(cfg.servers, "node") {
 		env.nodeVersion = output(cfg.nodeBin, "", "--version")
-		var pkg struct{ Version string }
-		if b, err := os.ReadFile(filepath.Join(cfg.nodeDir, "node_modules", "socket.io", "package.json")); err == nil && json.Unmarshal(b, &pkg) == nil {
-			env.socketIO = pkg.Version
-		}
+		env.socketIO = npmVersion(cfg.nodeDir, "socket.io")
+		env.redisAdapter = npmVersion(cfg.nodeDir, "@socket.io/redis-streams-adapter")
+		env.redisClient = npmVersion(cfg.nodeDir, "redis")
+	}
+	env.redis = "-"
+	if usesRedis(cfg.scenarios) {
+		// "Redis server v=7.0.15 sha=… malloc=… bits=64 build=…"
+		env.redis = strings.TrimPrefix(strings.Fields(output(cfg.redisBin, "", "--version") + " ? ? ?")[2], "v=")
 	}
 	env.web3Version = output("git", cfg.repo, "describe", "--tags", "--always", "--dirty")
+}
+
+// npmVersion returns the version of the npm package installed in
+// dir/node_modules, or "-".
+func npmVersion(dir, name string) string {
+	var pkg struct{ Version string }
+	b, err := os.ReadFile(filepath.Join(dir, "node_modules", name, "package.json"))
+	if err != nil || json.Unmarshal(b, &pkg) != nil || pkg.Version == "" {
+		return "-"
+	}
+	return pkg.Version
 }
 
 // output runs a short command and returns its first line, or "unknown".

@@ -16,10 +16,12 @@ import (
 const requestTimeout = 30 * time.Second
 
 // publisher sends the messages of a scenario through the REST API, workers
-// requests at a time over keep-alive connections.
+// requests at a time over keep-alive connections. Worker w sends to
+// bases[w mod len(bases)], so several instances share the load evenly.
 type publisher struct {
-	base, apiKey string
-	workers      int
+	bases   []string
+	apiKey  string
+	workers int
 	// batch is the number of messages per POST /api/batch; 0 sends one
 	// request per message to path.
 	batch int
@@ -44,6 +46,9 @@ type sendResult struct {
 // method describes how the messages are sent, for the report.
 func (p *publisher) method() string {
 	s := fmt.Sprintf("%d HTTP workers, keep-alive", p.workers)
+	if len(p.bases) > 1 {
+		s += fmt.Sprintf(", spread over the %d instances", len(p.bases))
+	}
 	if p.rate > 0 {
 		s += fmt.Sprintf(", paced at %.0f msg/s", p.rate)
 	}
@@ -84,7 +89,8 @@ func (p *publisher) run(ctx context.Context, total int) sendResult {
 		res.errs[msg]++
 		mu.Unlock()
 	}
-	for range min(p.workers, chunks) {
+	for w := range min(p.workers, chunks) {
+		base := p.bases[w%len(p.bases)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -118,7 +124,7 @@ func (p *publisher) run(ctx context.Context, total int) sendResult {
 					body = p.item(body, int64(lo), t)
 				}
 				requests.Add(1)
-				if err := p.post(ctx, hc, path, body); err != nil {
+				if err := p.post(ctx, hc, base+path, path, body); err != nil {
 					fail(err.Error())
 					continue
 				}
@@ -139,8 +145,9 @@ func (p *publisher) run(ctx context.Context, total int) sendResult {
 	return res
 }
 
-func (p *publisher) post(ctx context.Context, hc *http.Client, path string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+path, bytes.NewReader(body))
+// post sends body to url; path names it in errors.
+func (p *publisher) post(ctx context.Context, hc *http.Client, url, path string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,6 +22,9 @@ type environment struct {
 	nodeVersion string
 	socketIO    string
 	web3Version string
+	// redis is the redis-server version; redisAdapter and redisClient the
+	// npm packages of the Node side of the Redis variants.
+	redis, redisAdapter, redisClient string
 }
 
 // row is one line of a scenario table: a label and how to show one result.
@@ -35,15 +39,27 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 	fmt.Fprintf(w, "web3-socket vs Node Socket.IO 4 — make bench, %s\n", env.started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "command:  %s\n", env.command)
 	fmt.Fprintf(w, "machine:  %d CPUs (%s), %s RAM, Linux %s, RLIMIT_NOFILE %d\n", env.cpus, env.cpuModel, env.memory, env.kernel, env.nofile)
-	fmt.Fprintf(w, "software: %s; node %s with socket.io %s; web3-socket %s (BUS=memory, one instance)\n",
+	fmt.Fprintf(w, "software: %s; node %s with socket.io %s; web3-socket %s\n",
 		env.goVersion, env.nodeVersion, env.socketIO, env.web3Version)
 	fmt.Fprintf(w, "setup:    every scenario starts a fresh server on 127.0.0.1; clients and server share the machine;\n")
+	fmt.Fprintf(w, "          one instance (web3-socket with BUS=memory), except the redis-* scenarios\n")
 	fmt.Fprintf(w, "          client: Go, gorilla/websocket, Engine.IO v4 over WebSocket only; servers with their default heartbeat\n")
 	fmt.Fprintf(w, "          per-scenario timeout %s, stall limit %s\n", cfg.timeout, cfg.stall)
+	if usesRedis(scenarios) {
+		fmt.Fprintf(w, "redis-*:  %d instances of each server sharing a fresh redis-server %s (no persistence) on 127.0.0.1:\n", redisInstances, env.redis)
+		fmt.Fprintf(w, "          web3-socket BUS=redis (default settings, REDIS_STREAM_MAXLEN %s); node: @socket.io/redis-streams-adapter %s\n", count(streamMaxLen), env.redisAdapter)
+		fmt.Fprintf(w, "          with redis (node-redis) %s, maxLen %s, other options default; client i connects to instance i mod %d,\n", env.redisClient, count(streamMaxLen), redisInstances)
+		fmt.Fprintf(w, "          publisher worker w posts to instance w mod %d; server CPU and peak RSS are summed over the instances\n", redisInstances)
+	}
 
-	both := len(targets) == 2
 	for _, sc := range scenarios {
 		fmt.Fprintln(w)
+		targets := targets
+		if base, _ := variant(sc); base == scenarioBus {
+			// Only a server that counts its bus consumption has a column.
+			targets = slices.DeleteFunc(slices.Clone(targets), func(t target) bool { return !t.busMetrics })
+		}
+		both := len(targets) == 2
 		var rs []*result
 		for _, t := range targets {
 			rs = append(rs, results[sc][t.key])
@@ -83,18 +99,92 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 			}
 		}
 	}
-	for _, t := range targets {
-		single, batched := results[scenarioPerUser][t.key], results[scenarioPerUserBatch][t.key]
-		if single != nil && batched != nil && single.rate() > 0 {
-			fmt.Fprintf(w, "\n%s: POST /api/batch delivers %.1f× the messages/s of one message per call (%.0f vs %.0f)",
-				t.name, batched.rate()/single.rate(), batched.rate(), single.rate())
+	for _, prefix := range []string{"", redisPrefix} {
+		for _, t := range targets {
+			single, batched := results[prefix+scenarioPerUser][t.key], results[prefix+scenarioPerUserBatch][t.key]
+			if single != nil && batched != nil && single.rate() > 0 {
+				where := ""
+				if prefix != "" {
+					where = fmt.Sprintf(" (%d instances, Redis)", redisInstances)
+				}
+				fmt.Fprintf(w, "\n%s%s: POST /api/batch delivers %.1f× the messages/s of one message per call (%.0f vs %.0f)",
+					t.name, where, batched.rate()/single.rate(), batched.rate(), single.rate())
+			}
 		}
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Ratios are web3-socket / Node: above 1 is better for deliveries/s, below 1 is better for latency, CPU and memory.")
+	printRedisSummary(w, results)
+}
+
+// printRedisSummary sets the Redis variant against the targets of issue
+// #4: broadcast deliveries/s and per-user messages/s each at least 2× the
+// Node setup, and bus consumption of at least 100k messages/s per instance.
+func printRedisSummary(w io.Writer, results map[string]map[string]*result) {
+	var lines []string
+	for _, sc := range []string{scenarioBroadcast, scenarioPerUser, scenarioPerUserBatch, scenarioBus} {
+		web3, node := results[redisPrefix+sc]["web3"], results[redisPrefix+sc]["node"]
+		if web3 == nil {
+			continue
+		}
+		if sc == scenarioBus {
+			lines = append(lines, fmt.Sprintf("  %-22s bus consumed per web3-socket instance (msg/s): %s (target ≥ 100,000); not consumed %s",
+				redisPrefix+sc+":", busRates(web3, ", "), count(web3.lost)))
+			continue
+		}
+		what := "deliveries/s"
+		if sc != scenarioBroadcast {
+			what = "messages/s"
+		}
+		line := fmt.Sprintf("  %-22s %s web3-socket %s", redisPrefix+sc+":", what, count(int64(web3.rate())))
+		if node != nil && node.rate() > 0 {
+			line += fmt.Sprintf(", node %s: %.2f× (target ≥ 2×)", count(int64(node.rate())), web3.rate()/node.rate())
+		}
+		line += fmt.Sprintf("; lost %s, duplicated %s", count(web3.lost), count(web3.dups))
+		if node != nil {
+			line += fmt.Sprintf(" (node: %s, %s)", count(node.lost), count(node.dups))
+		}
+		if len(web3.busConsumed) > 0 {
+			line += "\n  " + strings.Repeat(" ", 22) + " bus consumed per web3-socket instance (msg/s): " + busRates(web3, ", ")
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Redis variant (%d instances each), issue #4 targets:\n", redisInstances)
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w, "  bus consumed = bus_messages_consumed_total{topic=\""+outboundTopic+"\"} delta of each instance (GET /metrics, sampled every")
+	fmt.Fprintf(w, "  %s) / (first request → the sample where its count last moved); in the delivery scenarios it is bounded by the\n", busSampleEvery)
+	fmt.Fprintln(w, "  publishing rate, in redis-bus by what the instance can consume")
+}
+
+// busRates formats the bus consumption rate of each instance.
+func busRates(r *result, sep string) string {
+	if len(r.busConsumed) == 0 {
+		return "–"
+	}
+	var per []string
+	for i := range r.busConsumed {
+		per = append(per, count(int64(r.busRate(i))))
+	}
+	return strings.Join(per, sep)
 }
 
 func scenarioTitle(sc string, cfg config) string {
+	sc, n := variant(sc)
+	title := scenarioTitleOf(sc, cfg)
+	if n > 1 {
+		title = redisPrefix + strings.TrimPrefix(title, "== ")
+		title = "== " + title + fmt.Sprintf("\n   %d instances of each server sharing one redis-server; clients and publishes spread over the instances", n)
+	}
+	return title
+}
+
+func scenarioTitleOf(sc string, cfg config) string {
 	path, batch := "/api/broadcast", cfg.batch
 	switch sc {
 	case scenarioPerUser:
@@ -108,6 +198,11 @@ func scenarioTitle(sc string, cfg config) string {
 			"\n   until it has written to the sockets slows the publisher down instead (compare latency at a fixed -rate)"
 	}
 	switch sc {
+	case scenarioBus:
+		return fmt.Sprintf("== bus: no clients; the generator XADDs %s deliver envelopes to %s (a payload field, as a backend may),\n"+
+			"   %d per pipelined round trip, to users nobody is connected as: each instance's reader and outbound handler run\n"+
+			"   for every entry, with nothing to write; web3-socket only (Node's adapter counts nothing)",
+			count(int64(cfg.busMessages)), outboundTopic, busPipeline)
 	case scenarioBroadcast:
 		return fmt.Sprintf("== broadcast: %s clients × %s broadcasts to everyone = %s deliveries\n   via %s",
 			count(int64(cfg.broadcastClients)), count(int64(cfg.broadcasts)), count(int64(cfg.broadcastClients)*int64(cfg.broadcasts)), method)
@@ -124,6 +219,7 @@ func scenarioTitle(sc string, cfg config) string {
 }
 
 func rowsOf(sc string) []row {
+	sc, n := variant(sc)
 	connected := row{"clients connected", func(r *result) string {
 		return fmt.Sprintf("%d/%d", r.connected, r.clients)
 	}, nil}
@@ -140,6 +236,33 @@ func rowsOf(sc string) []row {
 	peak := row{"server peak RSS (MiB)", func(r *result) string { return fmt.Sprintf("%.1f", mib(r.peakRSS)) },
 		func(r *result) float64 { return mib(r.peakRSS) }}
 
+	if sc == scenarioBus {
+		return []row{
+			{"entries added (XADD)", func(r *result) string { return fmt.Sprintf("%d/%d", r.send.nAccepted, r.messages) }, nil},
+			{"XADD time (s)", func(r *result) string { return seconds(r.send.end.Sub(r.send.start)) }, nil},
+			{"consumed per instance", func(r *result) string {
+				var per []string
+				for _, n := range r.busConsumed {
+					per = append(per, count(n))
+				}
+				return strings.Join(per, " · ")
+			}, nil},
+			{"not consumed", func(r *result) string { return count(r.lost) }, nil},
+			{"consumed more than added", func(r *result) string { return count(r.strays) }, nil},
+			{"first XADD → last consumed (s)", func(r *result) string {
+				var per []string
+				for _, s := range r.busSpan {
+					per = append(per, seconds(s))
+				}
+				return strings.Join(per, " · ")
+			}, nil},
+			{"bus consumed per instance (msg/s)", func(r *result) string { return busRates(r, " · ") }, nil},
+			serverCPU,
+			{"server CPU per 1,000 consumed (ms)", func(r *result) string { return millis(r.cpuPerThousand()) }, nil},
+			{"redis-server CPU (s)", func(r *result) string { return seconds(r.redisCPU) }, nil},
+			genCPU, peak, status,
+		}
+	}
 	if sc == scenarioIdle {
 		return []row{
 			auth, connected, connectTime,
@@ -152,7 +275,7 @@ func rowsOf(sc string) []row {
 			genCPU, peak, status,
 		}
 	}
-	return []row{
+	rows := []row{
 		auth, connected, connectTime,
 		{"messages accepted (2xx)", func(r *result) string {
 			return fmt.Sprintf("%d/%d", r.send.nAccepted, r.messages)
@@ -177,6 +300,16 @@ func rowsOf(sc string) []row {
 			func(r *result) float64 { return r.cpuPerThousand().Seconds() }},
 		genCPU, peak, status,
 	}
+	if n > 1 {
+		extra := []row{
+			{"redis-server CPU (s)", func(r *result) string { return seconds(r.redisCPU) },
+				func(r *result) float64 { return r.redisCPU.Seconds() }},
+			{"bus consumed per instance (msg/s)", func(r *result) string { return busRates(r, " · ") }, nil},
+		}
+		at := len(rows) - 3 // before generator CPU, peak RSS and status
+		rows = append(rows[:at], append(extra, rows[at:]...)...)
+	}
+	return rows
 }
 
 func ratio(rw row, web3, node *result) string {

@@ -21,7 +21,27 @@ const (
 	// its rate to per-user's is what batching buys.
 	scenarioPerUserBatch = "per-user-batch"
 	scenarioIdle         = "idle"
+
+	// redisPrefix names the two-instance Redis variant of a delivery
+	// scenario (redis-broadcast, redis-per-user, redis-per-user-batch) and
+	// the bus consumption scenario, redis-bus.
+	redisPrefix = "redis-"
+	// redisInstances is the number of instances of each server in that
+	// variant.
+	redisInstances = 2
+	// outboundTopic is web3-socket's outbound stream with the default
+	// TOPIC_PREFIX: every instance consumes every entry of it.
+	outboundTopic = "socket.outbound"
 )
+
+// variant splits a scenario name into the scenario it runs and the number
+// of instances it runs it on.
+func variant(name string) (base string, instances int) {
+	if base, ok := strings.CutPrefix(name, redisPrefix); ok {
+		return base, redisInstances
+	}
+	return name, 1
+}
 
 var (
 	errScenarioTimeout = errors.New("scenario timeout")
@@ -31,6 +51,9 @@ var (
 	// dupGrace is how long clients keep reading after the last expected
 	// delivery, to see duplicates that come late.
 	dupGrace = 500 * time.Millisecond
+	// busSampleEvery is how often the instances' bus counters are read
+	// during a Redis scenario: the precision of the bus consumption spans.
+	busSampleEvery = 100 * time.Millisecond
 )
 
 // result is what one scenario measured on one server.
@@ -39,6 +62,19 @@ type result struct {
 	// status is "ok", or why the scenario ended early: "timed out",
 	// "stalled", "interrupted", "failed: …". Counts are then partial.
 	status string
+
+	// instances is the number of server processes; redisCPU is the CPU
+	// time of the redis-server they shared, when they did.
+	instances int
+	redisCPU  time.Duration
+	// busConsumed is, per instance, the messages it consumed from the
+	// outbound topic during the measured phase (web3-socket's /metrics),
+	// and busSpan the time from the first request to the last sample in
+	// which its count moved; nil when the server does not count them.
+	// busErr says why they are missing when they should be there.
+	busConsumed []int64
+	busSpan     []time.Duration
+	busErr      string
 
 	clients, connected int
 	connectErrs        map[string]int
@@ -73,6 +109,15 @@ func (r *result) rate() float64 {
 	return float64(r.delivered) / r.elapsed.Seconds()
 }
 
+// busRate returns the messages per second instance i consumed from the
+// outbound topic, from the first request to its last consumption.
+func (r *result) busRate(i int) float64 {
+	if i >= len(r.busConsumed) || r.busSpan[i] <= 0 {
+		return 0
+	}
+	return float64(r.busConsumed[i]) / r.busSpan[i].Seconds()
+}
+
 func (r *result) cpuPerThousand() time.Duration {
 	if r.delivered == 0 {
 		return 0
@@ -93,43 +138,58 @@ type bench struct {
 	workDir string
 }
 
-// run runs scenario name against a fresh server of t, bounded by cfg.timeout.
+// run runs scenario name against a fresh deployment of t (one instance, or
+// for the Redis variant two sharing a fresh redis-server), bounded by
+// cfg.timeout.
 func (b *bench) run(ctx context.Context, t target, name string) result {
-	r := result{scenario: name, server: t.name, status: "ok", connectErrs: map[string]int{}, dropReasons: map[string]int{}}
+	base, n := variant(name)
+	r := result{scenario: name, server: t.name, status: "ok", instances: n, connectErrs: map[string]int{}, dropReasons: map[string]int{}}
+	if base == scenarioBus && !t.busMetrics {
+		r.status = "not measured: the server counts no bus consumption"
+		return r
+	}
 	ctx, cancel := context.WithTimeoutCause(ctx, b.cfg.timeout, errScenarioTimeout)
 	defer cancel()
 
-	p, err := t.start(ctx, b.workDir)
+	d, err := t.deploy(ctx, b.workDir, n, b.cfg.redisBin)
 	if err != nil {
 		r.status = "failed: " + err.Error()
 		return r
 	}
-	defer p.stop()
+	defer d.stop()
 	logf := func(format string, args ...any) {
 		log.Printf("[%s %s] "+format, append([]any{t.name, name}, args...)...)
 	}
-	logf("server pid %d at %s", p.pid, p.url)
-	r.authCheck = checkAuth(ctx, p)
+	logf("%s", d.describe())
+	if base != scenarioBus {
+		r.authCheck = checkAuth(ctx, d)
+	}
+	busTopic := ""
+	if n > 1 && t.busMetrics {
+		busTopic = outboundTopic
+	}
 
-	switch name {
+	switch base {
 	case scenarioBroadcast:
-		b.delivery(ctx, p, &r, logf, b.cfg.broadcastClients, b.cfg.broadcasts, 0, "/api/broadcast", b.cfg.batch, broadcastItem)
+		b.delivery(ctx, d, &r, logf, busTopic, b.cfg.broadcastClients, b.cfg.broadcasts, 0, "/api/broadcast", b.cfg.batch, broadcastItem)
 	case scenarioPerUser:
-		n := b.cfg.userClients
-		b.delivery(ctx, p, &r, logf, n, b.cfg.userMessages, n, "/api/message", b.cfg.batch, userItem(n))
+		c := b.cfg.userClients
+		b.delivery(ctx, d, &r, logf, busTopic, c, b.cfg.userMessages, c, "/api/message", b.cfg.batch, userItem(c))
 	case scenarioPerUserBatch:
-		n := b.cfg.userClients
-		b.delivery(ctx, p, &r, logf, n, b.cfg.batchMessages, n, "/api/message", b.cfg.batchSize, userItem(n))
+		c := b.cfg.userClients
+		b.delivery(ctx, d, &r, logf, busTopic, c, b.cfg.batchMessages, c, "/api/message", b.cfg.batchSize, userItem(c))
 	case scenarioIdle:
-		b.idle(ctx, p, &r, logf)
+		b.idle(ctx, d.instances[0], &r, logf)
+	case scenarioBus:
+		b.busLoad(ctx, d, &r, logf, b.cfg.busMessages)
 	}
 	if r.status == "ok" && ctx.Err() != nil {
 		r.status = statusOf(ctx)
 	}
-	if !p.running() {
-		r.status = "failed: the server exited\n" + p.out.String()
-	} else if _, peak, err := p.memory(); err == nil {
-		r.peakRSS = peak
+	if out, exited := d.exited(); exited {
+		r.status = "failed: a server process exited\n" + out
+	} else {
+		r.peakRSS = d.peakRSS()
 	}
 	logf("%s", r.status)
 	return r
@@ -142,33 +202,40 @@ func statusOf(ctx context.Context) string {
 	return "interrupted"
 }
 
-// checkAuth connects once with a token signed with a wrong secret and says
-// whether the server refused it with connect_error.
-func checkAuth(ctx context.Context, p *process) string {
+// checkAuth connects once to every instance with a token signed with a
+// wrong secret and says whether each refused it with connect_error.
+func checkAuth(ctx context.Context, d *deployment) string {
 	claims := jwt.MapClaims{"sub": "intruder", "exp": time.Now().Add(time.Hour).Unix()}
 	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(randomHex(32)))
 	if err != nil {
 		panic(err)
 	}
-	c, err := connect(ctx, socketURL(p.url), token, 0, &tally{})
-	switch {
-	case err == nil:
-		c.close()
-		return "ACCEPTED"
-	case strings.HasPrefix(err.Error(), "connect_error:"):
-		return "refused"
-	default:
-		return "error: " + err.Error()
+	for i, p := range d.instances {
+		c, err := connect(ctx, socketURL(p.url), token, 0, &tally{})
+		where := ""
+		if len(d.instances) > 1 {
+			where = fmt.Sprintf(" (instance %d)", i+1)
+		}
+		switch {
+		case err == nil:
+			c.close()
+			return "ACCEPTED" + where
+		case strings.HasPrefix(err.Error(), "connect_error:"):
+		default:
+			return "error" + where + ": " + err.Error()
+		}
 	}
+	return "refused"
 }
 
-// connectClients connects n clients as users u0..u<n-1>.
-func (b *bench) connectClients(ctx context.Context, p *process, r *result, logf func(string, ...any), n int, t *tally) []*client {
+// connectClients connects n clients as users u0..u<n-1>, client i to
+// instance i mod the number of instances.
+func (b *bench) connectClients(ctx context.Context, d *deployment, r *result, logf func(string, ...any), n int, t *tally) []*client {
 	tokens := make([]string, n)
 	exp := time.Now().Add(2 * time.Hour).Unix()
 	for i := range tokens {
 		claims := jwt.MapClaims{"sub": "u" + strconv.Itoa(i), "iat": time.Now().Unix(), "exp": exp}
-		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(p.secret)
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(d.secret())
 		if err != nil {
 			panic(err) // HS256 with a byte key does not fail
 		}
@@ -177,7 +244,7 @@ func (b *bench) connectClients(ctx context.Context, p *process, r *result, logf 
 	r.clients = n
 	start := time.Now()
 	step := max(n/5, 1)
-	clients, errs := connectAll(ctx, p.url, tokens, b.cfg.connectConcurrency, t, func(done int) {
+	clients, errs := connectAll(ctx, d.urls(), tokens, b.cfg.connectConcurrency, t, func(done int) {
 		if done%step == 0 {
 			logf("connecting: %d/%d", done, n)
 		}
@@ -198,25 +265,32 @@ func (b *bench) connectClients(ctx context.Context, p *process, r *result, logf 
 
 // delivery runs broadcast (stride 0: every client gets every message) or
 // per-user (stride n: message seq goes to user seq mod n) with n clients and
-// total messages.
-func (b *bench) delivery(ctx context.Context, p *process, r *result, logf func(string, ...any), n, total, stride int, path string, batch int, item func([]byte, int64, int64) []byte) {
+// total messages. With several instances the publisher's workers are spread
+// over their REST APIs; when busTopic is set, the messages each instance
+// consumed from it are counted.
+func (b *bench) delivery(ctx context.Context, d *deployment, r *result, logf func(string, ...any), busTopic string, n, total, stride int, path string, batch int, item func([]byte, int64, int64) []byte) {
 	slots := total
 	if stride > 0 {
 		slots = (total + stride - 1) / stride
 	}
 	t := &tally{slots: slots, stride: stride}
-	clients := b.connectClients(ctx, p, r, logf, n, t)
+	clients := b.connectClients(ctx, d, r, logf, n, t)
 	defer closeAll(clients)
 	if ctx.Err() != nil || !sleepCtx(ctx, joinSettle) {
 		return
 	}
 
 	pub := &publisher{
-		base: p.url, apiKey: p.apiKey, workers: b.cfg.workers, batch: batch,
+		bases: d.urls(), apiKey: d.apiKey(), workers: b.cfg.workers, batch: batch,
 		path: path, rate: b.cfg.rate, item: item,
 	}
 	r.messages = total
-	cpu0, _ := p.cpu()
+	var bus *busMeter
+	if busTopic != "" {
+		bus = newBusMeter(ctx, d, busTopic)
+	}
+	cpu0, _ := d.cpu()
+	redis0 := d.redisCPU()
 	gen0 := selfCPU()
 	sent := make(chan sendResult, 1)
 	go func() { sent <- pub.run(ctx, total) }()
@@ -226,6 +300,7 @@ func (b *bench) delivery(ctx context.Context, p *process, r *result, logf func(s
 		lastProgress = time.Now()
 		lastUnique   int64
 		lastLog      = time.Now()
+		lastSample   time.Time
 		tick         = time.NewTicker(20 * time.Millisecond)
 	)
 	defer tick.Stop()
@@ -239,6 +314,10 @@ wait:
 			logf("published %d/%d messages in %.1fs (%d requests, %d failed)", r.send.nAccepted, total,
 				r.send.end.Sub(r.send.start).Seconds(), r.send.requests, sumCounts(r.send.errs))
 		case <-tick.C:
+		}
+		if bus != nil && time.Since(lastSample) >= busSampleEvery {
+			lastSample = time.Now()
+			bus.sample(ctx)
 		}
 		u := t.unique.Load()
 		if u != lastUnique {
@@ -259,11 +338,15 @@ wait:
 			logf("delivered %d so far", u)
 		}
 	}
-	cpu1, _ := p.cpu()
-	r.serverCPU, r.genCPU = cpu1-cpu0, selfCPU()-gen0
+	cpu1, _ := d.cpu()
+	r.serverCPU, r.genCPU, r.redisCPU = cpu1-cpu0, selfCPU()-gen0, d.redisCPU()-redis0
 	if !sendDone {
 		r.send = <-sent // the publisher stops with ctx
 		r.expected = expected(r.send.accepted, clients, stride)
+	}
+	if bus != nil {
+		bus.sample(ctx)
+		bus.record(r, r.send.start)
 	}
 	if last := t.lastNS.Load(); last > 0 {
 		r.elapsed = time.Unix(0, last).Sub(r.send.start)
@@ -303,6 +386,12 @@ wait:
 	}
 	logf("delivered %d/%d, lost %d, duplicated %d, %.0f/s, p50 %s, p99 %s, server CPU %.2fs",
 		r.delivered, r.expected, r.lost, r.dups, r.rate(), r.p50, r.p99, r.serverCPU.Seconds())
+	for i := range r.busConsumed {
+		logf("instance %d consumed %d messages from %s: %.0f/s", i+1, r.busConsumed[i], busTopic, r.busRate(i))
+	}
+	if r.busErr != "" {
+		logf("bus consumption not measured: %s", r.busErr)
+	}
 }
 
 // expected counts the deliveries the accepted messages call for.
@@ -340,7 +429,7 @@ func (b *bench) idle(ctx context.Context, p *process, r *result, logf func(strin
 	cpu0, _ := p.cpu()
 	gen0 := selfCPU()
 	t := &tally{}
-	clients := b.connectClients(ctx, p, r, logf, b.cfg.idleClients, t)
+	clients := b.connectClients(ctx, &deployment{instances: []*process{p}}, r, logf, b.cfg.idleClients, t)
 	defer closeAll(clients)
 	logf("idle for %s", b.cfg.idleSettle)
 	start := time.Now()

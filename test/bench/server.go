@@ -33,23 +33,45 @@ const clockTicks = 100
 type target struct {
 	// key is the name used by -servers; name is the one in the report.
 	key, name string
-	// command returns the process to start, listening on 127.0.0.1:port.
-	command func(port int, secret, apiKey string) *exec.Cmd
+	// command returns the process of one instance.
+	command func(inst instance) *exec.Cmd
+	// busMetrics says whether GET /metrics counts the messages the instance
+	// consumed from its bus (bus_messages_consumed_total).
+	busMetrics bool
+}
+
+// instance is what one server process under test is started with.
+type instance struct {
+	// port is its free port on 127.0.0.1.
+	port int
+	// secret and apiKey are shared by every instance of a deployment.
+	secret, apiKey string
+	// redisURL is empty for a single instance with its embedded bus (or no
+	// bus, for Node); otherwise the Redis every instance of the deployment
+	// shares.
+	redisURL string
+	// id names the instance within its deployment: "a", "b", …
+	id string
 }
 
 func web3Target(bin string) target {
 	return target{
-		key:  "web3",
-		name: "web3-socket",
-		command: func(port int, secret, apiKey string) *exec.Cmd {
+		key:        "web3",
+		name:       "web3-socket",
+		busMetrics: true,
+		command: func(inst instance) *exec.Cmd {
 			cmd := exec.Command(bin)
 			cmd.Env = baseEnv(
 				"NODE_ENV=production",
-				"JWT_SECRET="+secret,
-				"API_KEY="+apiKey,
-				"PORT="+strconv.Itoa(port),
+				"JWT_SECRET="+inst.secret,
+				"API_KEY="+inst.apiKey,
+				"PORT="+strconv.Itoa(inst.port),
 				"LOG_LEVEL=warn",
+				"INSTANCE_ID=bench-"+inst.id,
 			)
+			if inst.redisURL != "" {
+				cmd.Env = append(cmd.Env, "BUS=redis", "REDIS_URL="+inst.redisURL)
+			}
 			return cmd
 		},
 	}
@@ -59,20 +81,31 @@ func nodeTarget(nodeBin, dir string) target {
 	return target{
 		key:  "node",
 		name: "node socket.io 4",
-		command: func(port int, secret, apiKey string) *exec.Cmd {
+		command: func(inst instance) *exec.Cmd {
 			cmd := exec.Command(nodeBin, "server.js")
 			cmd.Dir = dir
 			cmd.Env = baseEnv(
 				"NODE_ENV=production",
-				"JWT_SECRET="+secret,
-				"API_KEY="+apiKey,
-				"PORT="+strconv.Itoa(port),
+				"JWT_SECRET="+inst.secret,
+				"API_KEY="+inst.apiKey,
+				"PORT="+strconv.Itoa(inst.port),
 				"HOST=127.0.0.1",
 			)
+			if inst.redisURL != "" {
+				// The same retention as web3-socket's REDIS_STREAM_MAXLEN
+				// default, so that neither loses entries to trimming
+				// before the other would.
+				cmd.Env = append(cmd.Env, "REDIS_URL="+inst.redisURL, "REDIS_STREAM_MAXLEN="+strconv.Itoa(streamMaxLen))
+			}
 			return cmd
 		},
 	}
 }
+
+// streamMaxLen is the approximate MAXLEN of the streams in the Redis
+// scenarios: web3-socket's REDIS_STREAM_MAXLEN default, given to the Node
+// adapter too (its own default is 10,000).
+const streamMaxLen = 1_000_000
 
 // baseEnv is PATH and HOME plus vars: nothing else of the caller's
 // environment (such as a .env-style JWT_SECRET) leaks into a server.
@@ -80,7 +113,7 @@ func baseEnv(vars ...string) []string {
 	return append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, vars...)
 }
 
-// process is one running server under test.
+// process is one running server under test, or a redis-server.
 type process struct {
 	url    string
 	secret []byte
@@ -92,30 +125,39 @@ type process struct {
 	exited chan struct{}
 }
 
-// start runs a fresh server of t on a free loopback port with new secrets and
-// returns once GET /health answers 200.
-func (t target) start(ctx context.Context, workDir string) (*process, error) {
+// startInstance runs one instance of t on a free loopback port and returns
+// once GET /health answers 200.
+func (t target) startInstance(ctx context.Context, workDir string, inst instance) (*process, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	secret, apiKey := randomHex(32), randomHex(24)
-	cmd := t.command(port, secret, apiKey)
+	inst.port = port
+	cmd := t.command(inst)
 	if cmd.Dir == "" {
 		cmd.Dir = workDir // no stray .env file is read
 	}
+	p, err := startProcess(ctx, t.name, cmd, fmt.Sprintf("http://127.0.0.1:%d", port), (*process).waitHealthy)
+	if err != nil {
+		return nil, err
+	}
+	p.secret, p.apiKey = []byte(inst.secret), inst.apiKey
+	return p, nil
+}
+
+// startProcess starts cmd, which will serve at url, and returns once ready
+// says it is ready; the process is stopped when it is not.
+func startProcess(ctx context.Context, name string, cmd *exec.Cmd, url string, ready func(*process, context.Context) error) (*process, error) {
 	out := &tailBuffer{max: 64 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = 2 * time.Second
 	// The server dies with the generator, even when the generator is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", t.name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &process{
-		url:    fmt.Sprintf("http://127.0.0.1:%d", port),
-		secret: []byte(secret),
-		apiKey: apiKey,
+		url:    url,
 		pid:    cmd.Process.Pid,
 		cmd:    cmd,
 		out:    out,
@@ -125,13 +167,14 @@ func (t target) start(ctx context.Context, workDir string) (*process, error) {
 		_ = cmd.Wait()
 		close(p.exited)
 	}()
-	if err := p.waitHealthy(ctx); err != nil {
+	if err := ready(p, ctx); err != nil {
 		p.stop()
-		return nil, fmt.Errorf("%s did not become healthy: %w\n%s", t.name, err, p.out.String())
+		return nil, fmt.Errorf("%s did not become ready: %w\n%s", name, err, p.out.String())
 	}
 	return p, nil
 }
 
+// waitHealthy waits until GET /health answers 200.
 func (p *process) waitHealthy(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()

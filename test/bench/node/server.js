@@ -14,6 +14,12 @@
 // Environment: PORT, JWT_SECRET, API_KEY (comma-separated keys allowed),
 // HOST (default 127.0.0.1). It is an idiomatic server, not a tuned one: no
 // clustering, no extra dependencies, nothing slowed down on purpose.
+//
+// With REDIS_URL set, it is one of several instances sharing that Redis
+// through the official @socket.io/redis-streams-adapter (with the `redis`
+// client, as the adapter's README shows): an emit on any instance reaches
+// the sockets of every instance. REDIS_STREAM_MAXLEN sets the adapter's
+// maxLen (its default is 10,000); its other options keep their defaults.
 "use strict";
 
 const http = require("node:http");
@@ -26,6 +32,8 @@ const SECRET = process.env.JWT_SECRET || "";
 const API_KEYS = (process.env.API_KEY || "").split(",").filter(Boolean).map((k) => Buffer.from(k));
 const MAX_BODY = 1 << 20;
 const MAX_BATCH = 1000;
+const REDIS_URL = process.env.REDIS_URL || "";
+const REDIS_STREAM_MAXLEN = Number(process.env.REDIS_STREAM_MAXLEN || 0);
 
 if (SECRET.length < 32 || API_KEYS.length === 0) {
   console.error("JWT_SECRET (at least 32 bytes) and API_KEY are required");
@@ -180,6 +188,7 @@ const httpServer = http.createServer((req, res) => {
 });
 
 const io = new Server(httpServer, { cors: { origin: "*" } });
+let redisClient = null;
 
 io.use((socket, next) => {
   try {
@@ -194,12 +203,36 @@ io.on("connection", (socket) => {
   socket.join("user:" + socket.data.userId);
 });
 
-httpServer.listen(PORT, HOST, () => {
-  console.log(`listening on http://${HOST}:${PORT}`);
+async function main() {
+  if (REDIS_URL) {
+    // Loaded only here, so the one-instance server needs nothing but
+    // socket.io.
+    const { createClient } = require("redis");
+    const { createAdapter } = require("@socket.io/redis-streams-adapter");
+    redisClient = createClient({ url: REDIS_URL });
+    redisClient.on("error", (err) => console.error("redis:", err.message));
+    await redisClient.connect();
+    const opts = REDIS_STREAM_MAXLEN > 0 ? { maxLen: REDIS_STREAM_MAXLEN } : {};
+    io.adapter(createAdapter(redisClient, opts));
+    // The adapter connects its reading client in the background and reads
+    // entries added after its first XREAD ("$"); the bench publishes only
+    // after every client has connected and a settle pause, long after that.
+  }
+  httpServer.listen(PORT, HOST, () => {
+    console.log(`listening on http://${HOST}:${PORT}`);
+  });
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
 });
 
 function stop() {
-  io.close(() => process.exit(0));
+  io.close(() => {
+    if (redisClient) redisClient.destroy();
+    process.exit(0);
+  });
   setTimeout(() => process.exit(0), 5000).unref();
 }
 process.on("SIGTERM", stop);

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// deployment is what one scenario runs against: one instance of a server
+// with its embedded bus, or several instances sharing a fresh redis-server.
+// Every instance has the same JWT secret and API key.
+type deployment struct {
+	instances []*process
+	// redis is nil for a single instance.
+	redis *process
+}
+
+// deploy starts n instances of t. With n > 1 it first starts a fresh
+// redis-server (redisBin) that they share, so no run inherits the streams
+// of another.
+func (t target) deploy(ctx context.Context, workDir string, n int, redisBin string) (*deployment, error) {
+	d := &deployment{}
+	secret, apiKey := randomHex(32), randomHex(24)
+	var redisURL string
+	if n > 1 {
+		r, err := startRedis(ctx, redisBin, workDir)
+		if err != nil {
+			return nil, err
+		}
+		d.redis, redisURL = r, r.url
+	}
+	for i := range n {
+		p, err := t.startInstance(ctx, workDir, instance{secret: secret, apiKey: apiKey, redisURL: redisURL, id: string(rune('a' + i))})
+		if err != nil {
+			d.stop()
+			return nil, err
+		}
+		d.instances = append(d.instances, p)
+	}
+	return d, nil
+}
+
+// urls returns the base URL of every instance.
+func (d *deployment) urls() []string {
+	out := make([]string, len(d.instances))
+	for i, p := range d.instances {
+		out[i] = p.url
+	}
+	return out
+}
+
+func (d *deployment) secret() []byte { return d.instances[0].secret }
+func (d *deployment) apiKey() string { return d.instances[0].apiKey }
+
+// describe names the instances by pid and URL, for the log.
+func (d *deployment) describe() string {
+	var parts []string
+	for _, p := range d.instances {
+		parts = append(parts, fmt.Sprintf("pid %d at %s", p.pid, p.url))
+	}
+	if d.redis != nil {
+		parts = append(parts, fmt.Sprintf("redis-server pid %d at %s", d.redis.pid, d.redis.url))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// stop stops the instances, then Redis.
+func (d *deployment) stop() {
+	for _, p := range d.instances {
+		p.stop()
+	}
+	if d.redis != nil {
+		d.redis.stop()
+	}
+}
+
+// exited returns the output of the first process that has exited, and
+// whether one has.
+func (d *deployment) exited() (string, bool) {
+	for _, p := range d.instances {
+		if !p.running() {
+			return p.out.String(), true
+		}
+	}
+	if d.redis != nil && !d.redis.running() {
+		return "redis-server: " + d.redis.out.String(), true
+	}
+	return "", false
+}
+
+// cpu returns the CPU time used so far by the instances together.
+func (d *deployment) cpu() (time.Duration, error) {
+	var sum time.Duration
+	for _, p := range d.instances {
+		c, err := p.cpu()
+		if err != nil {
+			return 0, err
+		}
+		sum += c
+	}
+	return sum, nil
+}
+
+// redisCPU returns the CPU time used so far by redis-server, or 0.
+func (d *deployment) redisCPU() time.Duration {
+	if d.redis == nil {
+		return 0
+	}
+	c, _ := d.redis.cpu()
+	return c
+}
+
+// peakRSS returns the sum of the instances' peak RSS.
+func (d *deployment) peakRSS() int64 {
+	var sum int64
+	for _, p := range d.instances {
+		if _, peak, err := p.memory(); err == nil {
+			sum += peak
+		}
+	}
+	return sum
+}
+
+// consumed returns, per instance, the messages it has consumed from topic
+// so far, read from its GET /metrics (bus_messages_consumed_total).
+func (d *deployment) consumed(ctx context.Context, topic string) ([]int64, error) {
+	out := make([]int64, len(d.instances))
+	for i, p := range d.instances {
+		n, err := scrapeCounter(ctx, p.url+"/metrics", `bus_messages_consumed_total{topic="`+topic+`"}`)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+// scrapeCounter reads one sample of the Prometheus text format at url: the
+// line that starts with series (metric name and labels as exposed). A
+// series not exposed yet counts 0.
+func scrapeCounter(ctx context.Context, url, series string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		value, ok := strings.CutPrefix(sc.Text(), series+" ")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("GET %s: %s: %w", url, series, err)
+		}
+		return int64(f), nil
+	}
+	return 0, sc.Err()
+}
+
+// startRedis starts redis-server on a free loopback port, without
+// persistence (as test/harness does), and returns once it answers PING.
+func startRedis(ctx context.Context, bin, workDir string) (*process, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", workDir, "--protected-mode", "no")
+	cmd.Dir = workDir
+	return startProcess(ctx, "redis-server", cmd, fmt.Sprintf("redis://127.0.0.1:%d/0", port), func(p *process, ctx context.Context) error {
+		return waitPing(ctx, p, fmt.Sprintf("127.0.0.1:%d", port))
+	})
+}
+
+// waitPing waits until the Redis at addr answers PING.
+func waitPing(ctx context.Context, p *process, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	for {
+		if c, err := (&net.Dialer{Timeout: 200 * time.Millisecond}).DialContext(ctx, "tcp", addr); err == nil {
+			_ = c.SetDeadline(time.Now().Add(time.Second))
+			_, _ = c.Write([]byte("PING\r\n"))
+			buf := make([]byte, 16)
+			n, _ := c.Read(buf)
+			c.Close()
+			if string(buf[:n]) == "+PONG\r\n" {
+				return nil
+			}
+		}
+		select {
+		case <-p.exited:
+			return errors.New("the process exited")
+		case <-ctx.Done():
+			return fmt.Errorf("PING %s: %w", addr, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// busMeter follows how many messages each instance of a deployment has
+// consumed from a topic, sampled from /metrics, and when each count last
+// moved.
+type busMeter struct {
+	d     *deployment
+	topic string
+	// base is each instance's count when the meter started.
+	base, last []int64
+	moved      []time.Time
+	err        error
+}
+
+// newBusMeter reads the instances' counts now.
+func newBusMeter(ctx context.Context, d *deployment, topic string) *busMeter {
+	m := &busMeter{d: d, topic: topic}
+	m.base, m.err = d.consumed(ctx, topic)
+	if m.err == nil {
+		m.last = slices.Clone(m.base)
+		m.moved = make([]time.Time, len(m.base))
+	}
+	return m
+}
+
+// sample reads the counts again.
+func (m *busMeter) sample(ctx context.Context) {
+	if m.err != nil {
+		return
+	}
+	now, err := m.d.consumed(ctx, m.topic)
+	if err != nil {
+		m.err = err
+		return
+	}
+	at := time.Now()
+	for i, n := range now {
+		if n != m.last[i] {
+			m.last[i], m.moved[i] = n, at
+		}
+	}
+}
+
+// consumed returns the messages instance i consumed since the meter started.
+func (m *busMeter) consumed(i int) int64 { return m.last[i] - m.base[i] }
+
+// record stores the counts and spans in r: from start to the sample where
+// each instance's count last moved.
+func (m *busMeter) record(r *result, start time.Time) {
+	if m.err != nil {
+		r.busErr = m.err.Error()
+		return
+	}
+	r.busConsumed, r.busSpan = nil, nil
+	for i := range m.last {
+		r.busConsumed = append(r.busConsumed, m.consumed(i))
+		span := time.Duration(0)
+		if !m.moved[i].IsZero() {
+			span = m.moved[i].Sub(start)
+		}
+		r.busSpan = append(r.busSpan, span)
+	}
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// scenarioBus is the bus consumption scenario; it runs only as redis-bus.
+const scenarioBus = "bus"
+
+// busPipeline is the number of XADDs the generator sends per round trip.
+const busPipeline = 500
+
+// busLoad is the redis-bus scenario: no clients connect; the generator adds
+// total entries to the outbound stream itself, as a backend may (an XADD
+// with just a payload field holding a deliver envelope), pipelined, to
+// users nobody is connected as, and measures how fast each instance
+// consumes them: its bus reader and outbound handler run for every entry,
+// with nothing to write to a socket.
+func (b *bench) busLoad(ctx context.Context, d *deployment, r *result, logf func(string, ...any), total int) {
+	opts, err := redis.ParseURL(d.redis.url)
+	if err != nil {
+		r.status = "failed: " + err.Error()
+		return
+	}
+	rc := redis.NewClient(opts)
+	defer rc.Close()
+
+	r.messages = total
+	bus := newBusMeter(ctx, d, outboundTopic)
+	cpu0, _ := d.cpu()
+	redis0 := d.redisCPU()
+	gen0 := selfCPU()
+	added := make(chan sendResult, 1)
+	go func() { added <- addEntries(ctx, rc, total) }()
+
+	var (
+		addDone      bool
+		lastProgress = time.Now()
+		lastTotal    int64
+		lastLog      = time.Now()
+		tick         = time.NewTicker(busSampleEvery)
+	)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case r.send = <-added:
+			addDone, added = true, nil
+			logf("added %d/%d entries in %.1fs (%d pipelines, %d failed)", r.send.nAccepted, total,
+				r.send.end.Sub(r.send.start).Seconds(), r.send.requests, sumCounts(r.send.errs))
+		case <-tick.C:
+		}
+		bus.sample(ctx)
+		if bus.err != nil {
+			r.status = "failed: " + bus.err.Error()
+			break wait
+		}
+		var sum int64
+		done := addDone
+		for i := range bus.last {
+			sum += bus.consumed(i)
+			done = done && bus.consumed(i) >= int64(r.send.nAccepted)
+		}
+		if sum != lastTotal {
+			lastTotal, lastProgress = sum, time.Now()
+		}
+		switch {
+		case done:
+			break wait
+		case ctx.Err() != nil:
+			r.status = statusOf(ctx)
+			break wait
+		case addDone && time.Since(lastProgress) > b.cfg.stall:
+			r.status = fmt.Sprintf("stalled (nothing consumed for %s)", b.cfg.stall)
+			break wait
+		}
+		if time.Since(lastLog) >= 2*time.Second {
+			lastLog = time.Now()
+			logf("consumed %d so far (all instances)", sum)
+		}
+	}
+	cpu1, _ := d.cpu()
+	r.serverCPU, r.genCPU, r.redisCPU = cpu1-cpu0, selfCPU()-gen0, d.redisCPU()-redis0
+	if !addDone {
+		r.send = <-added // the writer stops with ctx
+	}
+	bus.record(r, r.send.start)
+	for i, n := range r.busConsumed {
+		want := int64(r.send.nAccepted)
+		r.expected += want
+		r.delivered += min(n, want)
+		r.lost += max(want-n, 0)
+		r.strays += max(n-want, 0)
+		logf("instance %d consumed %d/%d entries in %.2fs: %.0f/s", i+1, n, want, r.busSpan[i].Seconds(), r.busRate(i))
+	}
+	r.elapsed = 0
+	for _, s := range r.busSpan {
+		r.elapsed = max(r.elapsed, s)
+	}
+}
+
+// addEntries XADDs total deliver envelopes to the outbound stream,
+// busPipeline per round trip, and says which were accepted.
+func addEntries(ctx context.Context, rc *redis.Client, total int) sendResult {
+	res := sendResult{accepted: make([]bool, total), errs: map[string]int{}, start: time.Now()}
+	var body []byte
+	for lo := 0; lo < total && ctx.Err() == nil; lo += busPipeline {
+		hi := min(lo+busPipeline, total)
+		pipe := rc.Pipeline()
+		now := time.Now()
+		ts := now.UTC().Format(time.RFC3339Nano)
+		for seq := lo; seq < hi; seq++ {
+			body = busEnvelope(body[:0], int64(seq), now.UnixNano(), ts)
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: outboundTopic, Values: []string{"payload", string(body)}})
+		}
+		res.requests++
+		cmds, err := pipe.Exec(ctx)
+		for i, c := range cmds {
+			if c.Err() == nil {
+				res.accepted[lo+i] = true
+				res.nAccepted++
+			}
+		}
+		if err != nil {
+			res.errs["XADD: "+errorClass(err)]++
+		}
+	}
+	res.end = time.Now()
+	return res
+}
+
+// busEnvelope appends the deliver envelope of entry seq: to a user nobody
+// is connected as, so the instance consumes it and finds no socket.
+func busEnvelope(b []byte, seq, t int64, ts string) []byte {
+	b = append(b, `{"v":1,"id":"bus-`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `","kind":"deliver","to":{"users":["absent-`...)
+	b = strconv.AppendInt(b, seq%1000, 10)
+	b = append(b, `"]},"event":"`+benchEvent+`","data":{"t":`...)
+	b = strconv.AppendInt(b, t, 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `},"ts":"`+ts+`"}`...)
+	return b
+}
