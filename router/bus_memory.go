@@ -33,10 +33,13 @@ func newMemoryBus(logWindow time.Duration, _ *slog.Logger) *memoryBus {
 	return &memoryBus{ps: ps}
 }
 
-// memoryLogMax bounds each topic's log of the embedded bus, whatever the
-// window: past it, the oldest messages go first (a client away for longer
-// than the log covers is not recovered).
-const memoryLogMax = 100_000
+// memoryLogMax and memoryLogMaxBytes bound each topic's log of the embedded
+// bus, whatever the window: past either, the oldest messages go first (a
+// client away for longer than the log covers is not recovered).
+const (
+	memoryLogMax      = 100_000
+	memoryLogMaxBytes = 32 << 20
+)
 
 // Has reports whether offset is in topic's log.
 func (b *memoryBus) Has(_ context.Context, topic, offset string) (bool, error) {
@@ -124,6 +127,7 @@ type memoryLog struct {
 	seqs  []uint64
 	at    []time.Time
 	msgs  []*message.Message
+	bytes int // payload bytes of msgs
 }
 
 func (p *memoryPubSub) log(topic string) *memoryLog {
@@ -144,8 +148,10 @@ func (l *memoryLog) append(window time.Duration, msg *message.Message) {
 	l.seqs = append(l.seqs, l.next)
 	l.at = append(l.at, now)
 	l.msgs = append(l.msgs, msg)
-	drop := max(0, len(l.msgs)-memoryLogMax)
-	for drop < len(l.at) && now.Sub(l.at[drop]) > window {
+	l.bytes += len(msg.Payload)
+	drop := 0
+	for drop < len(l.at) && (len(l.msgs)-drop > memoryLogMax || l.bytes > memoryLogMaxBytes || now.Sub(l.at[drop]) > window) {
+		l.bytes -= len(l.msgs[drop].Payload)
 		drop++
 	}
 	if drop > 0 && drop >= len(l.msgs)/4 {

@@ -51,6 +51,10 @@ type redisBus struct {
 	closeErr error
 	once     sync.Once
 	log      *slog.Logger
+	metrics  *Metrics
+	// stopWatch ends watchRestarts; watching is done when it has returned.
+	stopWatch context.CancelFunc
+	watching  sync.WaitGroup
 }
 
 func newRedisBus(cfg RedisConfig, metrics *Metrics, log *slog.Logger) (*redisBus, error) {
@@ -69,8 +73,12 @@ func newRedisBus(cfg RedisConfig, metrics *Metrics, log *slog.Logger) (*redisBus
 	// No consumer group for fan-out: each instance reads the whole stream
 	// from the moment it subscribes.
 	fanOut := newStreamReader(client, metrics, log)
-	return &redisBus{client: client, cfg: cfg, pub: pub, fanOut: fanOut,
-		queues: map[string]*groupReader{}, log: log}, nil
+	b := &redisBus{client: client, cfg: cfg, pub: pub, fanOut: fanOut,
+		queues: map[string]*groupReader{}, log: log, metrics: metrics}
+	watchCtx, stop := context.WithCancel(context.Background())
+	b.stopWatch = stop
+	b.watching.Go(func() { b.watchRestarts(watchCtx) })
+	return b, nil
 }
 
 func redisOptions(cfg RedisConfig) (*redis.Options, error) {
@@ -124,6 +132,8 @@ func (b *redisBus) Ping(ctx context.Context) error { return b.client.Ping(ctx).E
 
 func (b *redisBus) Close() error {
 	b.once.Do(func() {
+		b.stopWatch()
+		b.watching.Wait()
 		errs := []error{b.fanOut.Close(), b.pub.Close()}
 		b.mu.Lock()
 		for _, s := range b.queues {

@@ -11,6 +11,7 @@ type Metrics struct {
 	handlerErrors *prometheus.CounterVec
 	lagSeconds    *prometheus.GaugeVec
 	trimmedUnread *prometheus.CounterVec
+	replayed      prometheus.Counter
 }
 
 // NewMetrics registers the bus metrics with reg.
@@ -37,7 +38,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		trimmedUnread: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bus_trimmed_unread_total", Help: "Times stream trimming removed entries this instance had not read yet.",
 		}, []string{"topic"}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bus_replayed_total", Help: "Entries this instance added again after Redis restarted as a new server (they may be seen twice).",
+		}),
 	}
-	reg.MustRegister(m.published, m.publishErrors, m.consumed, m.poisoned, m.handlerErrors, m.lagSeconds, m.trimmedUnread)
+	reg.MustRegister(m.published, m.publishErrors, m.consumed, m.poisoned, m.handlerErrors, m.lagSeconds, m.trimmedUnread, m.replayed)
 	return m
 }

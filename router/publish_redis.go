@@ -23,6 +23,9 @@ type redisPublisher struct {
 	maxLen  int64
 	timeout time.Duration
 	closed  atomic.Bool
+	// recent keeps what was published lately, for a replay after Redis
+	// restarts (replay_redis.go).
+	recent replayBuffer
 }
 
 func (p *redisPublisher) Publish(topic string, msgs ...*message.Message) error {
@@ -31,6 +34,7 @@ func (p *redisPublisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
+	added := make([]map[string]any, 0, len(msgs))
 	_, err := p.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		for _, msg := range msgs {
 			values, err := redisstream.DefaultMarshallerUnmarshaller{}.Marshal(topic, msg)
@@ -38,12 +42,14 @@ func (p *redisPublisher) Publish(topic string, msgs ...*message.Message) error {
 				return fmt.Errorf("message %s: %w", msg.UUID, err)
 			}
 			pipe.XAdd(ctx, &redis.XAddArgs{Stream: topic, Values: values, MaxLen: p.maxLen, Approx: true})
+			added = append(added, values)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("xadd %d entries to %s: %w", len(msgs), topic, err)
 	}
+	p.recent.add(topic, added)
 	return nil
 }
 

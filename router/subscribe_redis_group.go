@@ -48,6 +48,10 @@ func (g *groupReader) createGroup(ctx context.Context, topic string) error {
 	if g.fromStart {
 		start = "0"
 	}
+	return g.createGroupAt(ctx, topic, start)
+}
+
+func (g *groupReader) createGroupAt(ctx context.Context, topic, start string) error {
 	err := g.client.XGroupCreateMkStream(ctx, topic, g.group, start).Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return fmt.Errorf("redis group %s on %s: %w", g.group, topic, err)
@@ -98,8 +102,11 @@ func (g *groupReader) read(ctx context.Context, topic string, out chan<- *messag
 				return
 			}
 			if strings.HasPrefix(err.Error(), "NOGROUP") {
-				// Redis lost the group (restarted without persistence).
-				err = g.createGroup(ctx, topic)
+				// Redis lost the group (restarted without persistence):
+				// the stream is as new as the group, so the group reads it
+				// from its first entry (entries added since the restart,
+				// replays among them).
+				err = g.createGroupAt(ctx, topic, "0")
 			}
 			if err != nil {
 				g.log.Warn("xreadgroup failed; retrying", "topic", topic, "error", err)

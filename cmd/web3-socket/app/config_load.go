@@ -102,7 +102,7 @@ var settingUsage = map[string]string{
 	"instance_id":              "name of this instance on the bus (default hostname-random)",
 	"max_payload_bytes":        "largest Socket.IO packet or REST body, in bytes",
 	"ping_interval":            "Engine.IO ping interval (Go duration, e.g. 25s)",
-	"recovery_window":          "how long a disconnected client may come back and recover its id, rooms and missed messages (Go duration; 0 turns recovery off)",
+	"recovery_window":          "how long a disconnected client may come back and recover its id, rooms and missed messages (Go duration; 0s turns recovery off)",
 	"ping_timeout":             "Engine.IO ping timeout, greater than the interval (Go duration, e.g. 30s)",
 	"socket_queue_max_bytes":   "bytes that may wait to be written to one socket before it is disconnected as a slow consumer",
 	"event_rate_limit":         "client events a second one user may send (0: no limit)",
