@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,13 @@ import (
 // Publisher puts envelopes on the bus. A nil error means the bus has them.
 type Publisher interface {
 	Publish(ctx context.Context, topic string, envs ...*schemas.Envelope) error
+}
+
+// Requester sends a client event to the backend and returns its answer,
+// which becomes the client's acknowledgement (request/reply). Its errors are
+// worded for the client.
+type Requester interface {
+	Request(ctx context.Context, env *schemas.Envelope) (any, error)
 }
 
 // Config configures the Bridge.
@@ -58,6 +66,10 @@ type Config struct {
 	// MaxConnectionsPerUser bounds one user's sockets on this instance; 0 is
 	// no bound.
 	MaxConnectionsPerUser int
+	// Backend, when set, answers the client events whose client asked for an
+	// acknowledgement (request/reply); nil acknowledges them {ok, id} once
+	// the bus has them.
+	Backend Requester
 }
 
 func (c *Config) setDefaults() {
@@ -113,6 +125,12 @@ type Bridge struct {
 	registry *registry
 	queue    chan *schemas.Envelope
 	draining atomic.Bool
+	// requests are the request/reply calls in flight; Close ends them.
+	requestsMu     sync.Mutex
+	requestsClosed bool
+	requests       sync.WaitGroup
+	stopRequests   context.CancelFunc
+	requestsScope  context.Context
 }
 
 // New returns a Bridge that publishes client events with pub.
@@ -134,6 +152,7 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 		registry: newRegistry(limiterFactory(cfg.EventRate, cfg.EventBurst)),
 		queue:    make(chan *schemas.Envelope, cfg.QueueSize),
 	}
+	b.requestsScope, b.stopRequests = context.WithCancel(context.Background())
 
 	opts := socket.DefaultServerOptions()
 	opts.SetServeClient(false)
@@ -187,7 +206,14 @@ func (b *Bridge) Drain() { b.draining.Store(true) }
 
 // Close disconnects every client. Clients see a transport close and, being
 // free to, reconnect to another instance.
+// Request/reply calls in flight are ended first; their clients get an
+// error acknowledgement.
 func (b *Bridge) Close() {
+	b.requestsMu.Lock()
+	b.requestsClosed = true
+	b.requestsMu.Unlock()
+	b.stopRequests()
+	b.requests.Wait()
 	done := make(chan struct{})
 	b.io.Close(func(error) { close(done) })
 	<-done

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -19,13 +20,36 @@ type Deliverer interface {
 // Outbound returns the handler of the outbound topic: it validates each
 // envelope and queues it for local delivery. An invalid envelope is a
 // permanent error, so it goes to the poison topic and the stream moves on.
-func Outbound(d Deliverer) router.HandlerFunc {
+func Outbound(d Deliverer) router.HandlerFunc { return OutboundOnce(d, nil) }
+
+// OutboundOnce is Outbound delivering each envelope id once within the
+// window of seen: a second copy of an envelope (a backend that published it
+// again, with the same id) is dropped. seen may be nil (no deduplication).
+// When seen cannot be reached the envelope is delivered: a duplicate is
+// better than a loss.
+func OutboundOnce(d Deliverer, seen router.Dedupe) router.HandlerFunc {
 	return func(msg *message.Message) error {
 		env, err := decode(msg, schemas.KindDeliver)
 		if err != nil {
 			return err
 		}
-		return d.Enqueue(msg.Context(), env)
+		if seen == nil {
+			return d.Enqueue(msg.Context(), env)
+		}
+		copyID := msg.Metadata.Get(router.MetaEntryID)
+		first, err := seen.Claim(msg.Context(), env.ID, copyID)
+		if err == nil && !first {
+			return nil
+		}
+		if err := d.Enqueue(msg.Context(), env); err != nil {
+			if first {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), 2*time.Second)
+				_ = seen.Release(ctx, env.ID, copyID)
+				cancel()
+			}
+			return err
+		}
+		return nil
 	}
 }
 

@@ -66,6 +66,9 @@ func NewMessage(env *schemas.Envelope) (*message.Message, error) {
 	setIf(md, schemas.MetaSocket, env.SocketID)
 	setIf(md, schemas.MetaInstance, env.Instance)
 	md.Set(schemas.MetaTS, env.TS.UTC().Format(time.RFC3339Nano))
+	if env.RequestReply {
+		md.Set(schemas.MetaRequestReply, "true")
+	}
 	users, rooms := []string{}, []string{}
 	if env.UserID != "" {
 		users = append(users, env.UserID)

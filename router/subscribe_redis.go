@@ -96,7 +96,7 @@ func (s *streamReader) read(ctx context.Context, topic, after string, out chan<-
 		delay = 0
 		for _, xs := range streams {
 			for _, entry := range xs.Messages {
-				msg, err := entryUnmarshaller{}.Unmarshal(entry.Values)
+				msg, err := unmarshalEntry(entry)
 				if err != nil {
 					s.log.Warn("stream entry skipped", "topic", topic, "entry", entry.ID, "error", err)
 				} else if !handOver(ctx, msg, out) {

@@ -48,6 +48,10 @@ const (
 	MetaSocket   = "socket"
 	MetaInstance = "instance"
 	MetaTS       = "ts"
+	// MetaRequestReply ("true") marks a client event whose client asked for
+	// an acknowledgement while a backend URL was set: the backend answered
+	// it over HTTP (request/reply), so the BACKEND_URL forwarder skips it.
+	MetaRequestReply = "request_reply"
 )
 
 // Envelope is the payload of every message on the bus.
@@ -74,6 +78,11 @@ type Envelope struct {
 	Room   string `json:"room,omitempty"`
 
 	TS time.Time `json:"ts"`
+
+	// RequestReply marks a client event sent to the backend by request/reply.
+	// It is not part of the payload: it travels as the MetaRequestReply
+	// metadata of the bus message.
+	RequestReply bool `json:"-"`
 }
 
 // Target says which sockets a deliver envelope reaches. The union of Users,
