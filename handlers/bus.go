@@ -24,7 +24,10 @@ func Outbound(d Deliverer) router.HandlerFunc { return OutboundOnce(d, nil) }
 
 // OutboundOnce is Outbound delivering each envelope id once within the
 // window of seen: a second copy of an envelope (a backend that published it
-// again, with the same id) is dropped. seen may be nil (no deduplication).
+// again, with the same id) is dropped. Envelopes web3-socket published itself
+// (schemas.MetaOrigin) have fresh ids published once and skip the check,
+// which costs a Redis round trip with the Redis bus. seen may be nil (no
+// deduplication).
 // When seen cannot be reached the envelope is delivered: a duplicate is
 // better than a loss.
 func OutboundOnce(d Deliverer, seen router.Dedupe) router.HandlerFunc {
@@ -33,7 +36,7 @@ func OutboundOnce(d Deliverer, seen router.Dedupe) router.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if seen == nil {
+		if seen == nil || msg.Metadata.Get(schemas.MetaOrigin) == schemas.OriginServer {
 			return d.Enqueue(msg.Context(), env)
 		}
 		copyID := msg.Metadata.Get(router.MetaEntryID)

@@ -52,7 +52,15 @@ const (
 	// an acknowledgement while a backend URL was set: the backend answered
 	// it over HTTP (request/reply), so the BACKEND_URL forwarder skips it.
 	MetaRequestReply = "request_reply"
+	// MetaOrigin is OriginServer on every message a web3-socket instance
+	// publishes (REST calls, client events, cluster commands). Its envelope
+	// ids are fresh and published once, so only envelopes without it (from
+	// backends) are checked for duplicates.
+	MetaOrigin = "origin"
 )
+
+// OriginServer is the MetaOrigin of messages web3-socket publishes itself.
+const OriginServer = "web3-socket"
 
 // Envelope is the payload of every message on the bus.
 type Envelope struct {
