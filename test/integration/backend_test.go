@@ -313,9 +313,9 @@ func TestBackendForwardingHappensOnceWithTwoInstances(t *testing.T) {
 		d.Emit("on-a", "tick", seqEvent{User: "on-a", Seq: i})
 		d.Emit("on-b", "tick", seqEvent{User: "on-b", Seq: i})
 	}
-	records := waitReceived(t, b, "tick", 2*n, wait)
+	waitReceived(t, b, "tick", 2*n, wait)
 	time.Sleep(quiet) // a duplicate would come now
-	records = waitReceived(t, b, "tick", 2*n, wait)
+	records := waitReceived(t, b, "tick", 2*n, wait)
 	seen := map[string]int{}
 	for _, r := range records {
 		seen[r.ID]++
