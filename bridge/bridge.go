@@ -26,6 +26,13 @@ type Publisher interface {
 	Publish(ctx context.Context, topic string, envs ...*schemas.Envelope) error
 }
 
+// Requester sends a client event to the backend and returns its answer,
+// which becomes the client's acknowledgement (request/reply). Its errors are
+// worded for the client.
+type Requester interface {
+	Request(ctx context.Context, env *schemas.Envelope) (any, error)
+}
+
 // Config configures the Bridge.
 type Config struct {
 	// Instance names this instance in the envelopes it produces.
@@ -68,6 +75,10 @@ type Config struct {
 	Log           MissedLog
 	Sessions      SessionStore
 	SessionPrefix string
+	// Backend, when set, answers the client events whose client asked for an
+	// acknowledgement (request/reply); nil acknowledges them {ok, id} once
+	// the bus has them.
+	Backend Requester
 }
 
 func (c *Config) setDefaults() {
@@ -133,6 +144,12 @@ type Bridge struct {
 	recoveries sync.WaitGroup
 	ctx        context.Context
 	stop       context.CancelFunc
+	// requests are the request/reply calls in flight; Close ends them.
+	requestsMu     sync.Mutex
+	requestsClosed bool
+	requests       sync.WaitGroup
+	stopRequests   context.CancelFunc
+	requestsScope  context.Context
 }
 
 // New returns a Bridge that publishes client events with pub.
@@ -155,6 +172,7 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 		queue:    make(chan queued, cfg.QueueSize),
 	}
 	b.ctx, b.stop = context.WithCancel(context.Background())
+	b.requestsScope, b.stopRequests = context.WithCancel(context.Background())
 
 	opts := socket.DefaultServerOptions()
 	opts.SetServeClient(false)
@@ -216,7 +234,14 @@ func (b *Bridge) Drain() { b.draining.Store(true) }
 
 // Close disconnects every client. Clients see a transport close and, being
 // free to, reconnect to another instance (which recovers them).
+// Request/reply calls in flight are ended first; their clients get an
+// error acknowledgement.
 func (b *Bridge) Close() {
+	b.requestsMu.Lock()
+	b.requestsClosed = true
+	b.requestsMu.Unlock()
+	b.stopRequests()
+	b.requests.Wait()
 	done := make(chan struct{})
 	b.io.Close(func(error) { close(done) })
 	<-done

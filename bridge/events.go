@@ -74,6 +74,10 @@ func (b *Bridge) onEvent(s *socket.Socket, claims *Claims, args []any) {
 	case EventSendMessage:
 		answer(b.sendMessage(s, claims, args))
 	default:
+		if ack != nil && b.cfg.Backend != nil {
+			b.requestReply(s, claims, event, args, ack, answer)
+			return
+		}
 		answer(b.clientEvent(s, claims, event, args))
 	}
 }
@@ -161,6 +165,14 @@ func (b *Bridge) sendMessage(s *socket.Socket, claims *Claims, args []any) reply
 }
 
 func (b *Bridge) clientEvent(s *socket.Socket, claims *Claims, event string, args []any) reply {
+	env, problem := b.clientEnvelope(s, claims, event, args)
+	if problem != nil {
+		return problem
+	}
+	return b.publish(b.cfg.InboundTopic, env)
+}
+
+func (b *Bridge) clientEnvelope(s *socket.Socket, claims *Claims, event string, args []any) (*schemas.Envelope, reply) {
 	var data any
 	switch len(args) {
 	case 0:
@@ -171,10 +183,44 @@ func (b *Bridge) clientEvent(s *socket.Socket, claims *Claims, event string, arg
 	}
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return fail("event data is not JSON")
+		return nil, fail("event data is not JSON")
 	}
-	env := schemas.NewClientEvent(claims.Subject, string(s.Id()), b.cfg.Instance, event, raw)
-	return b.publish(b.cfg.InboundTopic, env)
+	return schemas.NewClientEvent(claims.Subject, string(s.Id()), b.cfg.Instance, event, raw), nil
+}
+
+// requestReply publishes a client event on the inbound topic, marked so that
+// the forwarder leaves it alone, then sends it to the backend and
+// acknowledges the client with the backend's answer. The backend call runs
+// on its own goroutine (owned by the bridge, ended by Close): the socket's
+// next packets are not held up by it.
+func (b *Bridge) requestReply(s *socket.Socket, claims *Claims, event string, args []any, ack socket.Ack, answer func(reply)) {
+	env, problem := b.clientEnvelope(s, claims, event, args)
+	if problem != nil {
+		answer(problem)
+		return
+	}
+	env.RequestReply = true
+	if r := b.publish(b.cfg.InboundTopic, env); r["ok"] != true {
+		answer(r)
+		return
+	}
+	b.requestsMu.Lock()
+	defer b.requestsMu.Unlock()
+	if b.requestsClosed {
+		answer(fail("server is shutting down"))
+		return
+	}
+	b.requests.Go(func() {
+		v, err := b.cfg.Backend.Request(b.requestsScope, env)
+		if err != nil {
+			if b.requestsScope.Err() != nil {
+				err = errors.New("server is shutting down")
+			}
+			answer(fail(err.Error()))
+			return
+		}
+		ack([]any{v}, nil)
+	})
 }
 
 func (b *Bridge) publish(topic string, env *schemas.Envelope) reply {

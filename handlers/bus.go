@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -20,13 +21,44 @@ type Deliverer interface {
 // Outbound returns the handler of the outbound topic: it validates each
 // envelope and queues it for local delivery. An invalid envelope is a
 // permanent error, so it goes to the poison topic and the stream moves on.
-func Outbound(d Deliverer) router.HandlerFunc {
+func Outbound(d Deliverer) router.HandlerFunc { return OutboundOnce(d, nil, nil) }
+
+// OutboundOnce is Outbound delivering each envelope id once within the
+// window of seen: a second copy of an envelope (a backend that published it
+// again, with the same id) is dropped. Envelopes web3-socket published itself
+// (schemas.MetaOrigin) have fresh ids and are checked against replayed
+// instead: the copies a bus adds again after its broker lost data (Redis
+// restarted without persistence), which this instance's memory of recent ids
+// catches without a round trip. Either may be nil (no deduplication).
+// When a Dedupe cannot be reached the envelope is delivered: a duplicate is
+// better than a loss.
+func OutboundOnce(d Deliverer, seen, replayed router.Dedupe) router.HandlerFunc {
 	return func(msg *message.Message) error {
 		env, err := decode(msg, schemas.KindDeliver)
 		if err != nil {
 			return err
 		}
-		return d.Enqueue(msg.Context(), env, router.OffsetOf(msg))
+		offset := router.OffsetOf(msg)
+		check := seen
+		if msg.Metadata.Get(schemas.MetaOrigin) == schemas.OriginServer {
+			check = replayed
+		}
+		if check == nil {
+			return d.Enqueue(msg.Context(), env, offset)
+		}
+		first, err := check.Claim(msg.Context(), env.ID, offset)
+		if err == nil && !first {
+			return nil
+		}
+		if err := d.Enqueue(msg.Context(), env, offset); err != nil {
+			if first {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), 2*time.Second)
+				_ = check.Release(ctx, env.ID, offset)
+				cancel()
+			}
+			return err
+		}
+		return nil
 	}
 }
 
@@ -142,3 +174,26 @@ func (l OutboundLog) ReadAfter(ctx context.Context, offset string, fn func(strin
 
 // Compare orders two offsets.
 func (OutboundLog) Compare(a, b string) int { return router.CompareOffsets(a, b) }
+
+// SkipReplayed runs next once per message id: a copy of a message this
+// service published that the bus added again (replayed, with another entry
+// id) is acked without running next. replayed may be nil.
+func SkipReplayed(next router.HandlerFunc, replayed router.Dedupe) router.HandlerFunc {
+	if replayed == nil {
+		return next
+	}
+	return func(msg *message.Message) error {
+		offset := router.OffsetOf(msg)
+		first, err := replayed.Claim(msg.Context(), msg.UUID, offset)
+		if err == nil && !first {
+			return nil
+		}
+		if err := next(msg); err != nil {
+			if first {
+				_ = replayed.Release(msg.Context(), msg.UUID, offset)
+			}
+			return err
+		}
+		return nil
+	}
+}

@@ -20,8 +20,14 @@ import (
 // publish order, and Publish returns once each has acked), at a fraction of
 // the cost: GoChannel starts two goroutines and makes two copies for every
 // message, which made it the largest allocator of a busy instance.
+//
+// Its work queues are buffered instead (see memoryQueue): a publisher of
+// client events must not wait for a consumer that is waiting for a backend.
 type memoryBus struct {
 	ps *memoryPubSub
+
+	mu     sync.Mutex
+	queues map[string]*memoryQueue
 }
 
 // newMemoryBus returns the embedded bus. With logWindow > 0 it keeps each
@@ -30,7 +36,7 @@ type memoryBus struct {
 func newMemoryBus(logWindow time.Duration, _ *slog.Logger) *memoryBus {
 	ps := newMemoryPubSub()
 	ps.logWindow = logWindow
-	return &memoryBus{ps: ps}
+	return &memoryBus{ps: ps, queues: map[string]*memoryQueue{}}
 }
 
 // memoryLogMax and memoryLogMaxBytes bound each topic's log of the embedded
@@ -77,17 +83,38 @@ func (b *memoryBus) ReadAfter(ctx context.Context, topic, offset string, fn func
 	return nil
 }
 
-func (b *memoryBus) Kind() string                        { return KindMemory }
-func (b *memoryBus) Publisher() message.Publisher        { return b.ps }
-func (b *memoryBus) FanOut() message.Subscriber          { return b.ps }
-func (b *memoryBus) WorkQueue(string) message.Subscriber { return b.ps }
+func (b *memoryBus) Kind() string                 { return KindMemory }
+func (b *memoryBus) Publisher() message.Publisher { return b.ps }
+func (b *memoryBus) FanOut() message.Subscriber   { return b.ps }
+
+// WorkQueue returns the queue of group; its subscribers share its messages.
+func (b *memoryBus) WorkQueue(group string) message.Subscriber {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q, ok := b.queues[group]
+	if !ok {
+		q = newMemoryQueue(b.ps, memoryQueueSize)
+		b.queues[group] = q
+	}
+	return q
+}
+
 func (b *memoryBus) Ping(context.Context) error {
 	if b.ps.isClosed() {
 		return errBusClosed
 	}
 	return nil
 }
-func (b *memoryBus) Close() error { return b.ps.Close() }
+func (b *memoryBus) Close() error {
+	b.mu.Lock()
+	queues := b.queues
+	b.queues = map[string]*memoryQueue{}
+	b.mu.Unlock()
+	for _, q := range queues {
+		_ = q.Close()
+	}
+	return b.ps.Close()
+}
 
 var errBusClosed = errors.New("memory bus: closed")
 

@@ -169,3 +169,16 @@ func (entryUnmarshaller) Unmarshal(values map[string]any) (*message.Message, err
 	}
 	return message.NewMessage(watermill.NewUUID(), []byte(payload)), nil
 }
+
+// unmarshalEntry reads a stream entry and records its id in MetaEntryID.
+func unmarshalEntry(entry redis.XMessage) (*message.Message, error) {
+	msg, err := entryUnmarshaller{}.Unmarshal(entry.Values)
+	if err != nil {
+		return nil, err
+	}
+	if msg.Metadata == nil {
+		msg.Metadata = message.Metadata{}
+	}
+	msg.Metadata.Set(MetaEntryID, entry.ID)
+	return msg, nil
+}

@@ -10,8 +10,9 @@ import (
 
 // MetaOffset is the metadata key under which a bus with a Log puts a consumed
 // message's position in its topic: its offset, "<ms>-<seq>" (a Redis Streams
-// entry id, or the embedded bus's equivalent).
-const MetaOffset = "_offset"
+// entry id, or the embedded bus's equivalent). It is the entry id Dedupe
+// tells copies apart by.
+const MetaOffset = MetaEntryID
 
 // Log is implemented by buses that keep what was published to a topic for a
 // while, so that a client that was away can be given what it missed. The

@@ -45,12 +45,11 @@ func (b *redisBus) ReadAfter(ctx context.Context, topic, offset string, fn func(
 		}
 		for _, entry := range entries {
 			after = entry.ID
-			msg, err := entryUnmarshaller{}.Unmarshal(entry.Values)
+			msg, err := unmarshalEntry(entry)
 			if err != nil {
 				b.log.Warn("stream entry skipped", "topic", topic, "entry", entry.ID, "error", err)
 				continue
 			}
-			msg.Metadata.Set(MetaOffset, entry.ID)
 			if err := fn(msg); err != nil {
 				return err
 			}

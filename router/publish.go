@@ -59,13 +59,17 @@ func NewMessage(env *schemas.Envelope) (*message.Message, error) {
 	}
 	msg := message.NewMessage(env.ID, payload)
 	msg.SetContext(context.WithValue(msg.Context(), envelopeKey{}, env))
-	msg.Metadata = make(message.Metadata, 8) // sized for the fields below
+	msg.Metadata = make(message.Metadata, 9) // sized for the fields below
 	md := msg.Metadata
 	md.Set(schemas.MetaKind, string(env.Kind))
+	md.Set(schemas.MetaOrigin, schemas.OriginServer)
 	setIf(md, schemas.MetaEvent, env.Event)
 	setIf(md, schemas.MetaSocket, env.SocketID)
 	setIf(md, schemas.MetaInstance, env.Instance)
 	md.Set(schemas.MetaTS, env.TS.UTC().Format(time.RFC3339Nano))
+	if env.RequestReply {
+		md.Set(schemas.MetaRequestReply, "true")
+	}
 	users, rooms := []string{}, []string{}
 	if env.UserID != "" {
 		users = append(users, env.UserID)

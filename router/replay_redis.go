@@ -138,3 +138,13 @@ func runID(ctx context.Context, c *redis.Client) (string, error) {
 	}
 	return "", nil
 }
+
+// ReplayDedupe returns what catches the copies a bus adds again after its
+// broker restarted (kept in this instance's memory, twice replayWindow long),
+// or nil for a bus that never replays.
+func ReplayDedupe(b Bus) Dedupe {
+	if _, replays := b.(*redisBus); !replays {
+		return nil
+	}
+	return NewMemoryDedupe(2*replayWindow, dedupeMemoryEntries)
+}

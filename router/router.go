@@ -69,7 +69,9 @@ func New(cfg Config, bus Bus, metrics *Metrics, log *slog.Logger) (*Router, erro
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
-	poison, err := middleware.PoisonQueue(bus.Publisher(), cfg.Poison)
+	// A deferred message stays on the bus instead: it is nacked, and the
+	// subscriber hands it over again.
+	poison, err := middleware.PoisonQueueWithFilter(bus.Publisher(), cfg.Poison, func(err error) bool { return !IsDeferred(err) })
 	if err != nil {
 		return nil, fmt.Errorf("router: poison queue: %w", err)
 	}
@@ -79,7 +81,7 @@ func New(cfg Config, bus Bus, metrics *Metrics, log *slog.Logger) (*Router, erro
 		InitialInterval: cfg.RetryInterval,
 		MaxInterval:     cfg.RetryInterval * 16,
 		Multiplier:      2,
-		ShouldRetry:     func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
+		ShouldRetry:     func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) && !IsDeferred(p.Err) },
 	}
 	// Counting, panic recovery and retries happen in each handler (see wrap):
 	// every middleware is a frame on a fresh goroutine's stack for every
@@ -100,7 +102,8 @@ func (r *Router) HandleWorkQueue(name, topic, group string, fn HandlerFunc) {
 
 // wrap counts, recovers and retries one handler: a panic becomes an error, a
 // transient error is retried with backoff, and what is still failing after
-// the last attempt is returned for the poison queue (and counted).
+// the last attempt is returned for the poison queue (and counted). A deferred
+// error is returned at once, for the message to be nacked.
 func (r *Router) wrap(topic string, fn HandlerFunc) message.NoPublishHandlerFunc {
 	consumed := r.metrics.consumed.WithLabelValues(topic)
 	poisoned := r.metrics.poisoned.WithLabelValues(topic)
@@ -123,10 +126,13 @@ func (r *Router) wrap(topic string, fn HandlerFunc) message.NoPublishHandlerFunc
 	return func(msg *message.Message) error {
 		consumed.Inc()
 		_, err := attempt(msg)
+		if IsDeferred(err) {
+			return err
+		}
 		if err != nil && !IsPermanent(err) {
 			_, err = retried(msg)
 		}
-		if err != nil {
+		if err != nil && !IsDeferred(err) {
 			poisoned.Inc()
 		}
 		return err
@@ -150,6 +156,24 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 
 // Permanent marks err as not worth retrying.
 func Permanent(err error) error { return &PermanentError{Err: err} }
+
+// DeferredError marks a message the handler cannot take now and that must
+// stay on the bus: it is nacked (the subscriber hands it over again, or
+// another consumer takes it), neither retried at once nor poisoned. A handler
+// returns it when its instance stops in the middle of a message.
+type DeferredError struct{ Err error }
+
+func (e *DeferredError) Error() string { return e.Err.Error() }
+func (e *DeferredError) Unwrap() error { return e.Err }
+
+// Defer marks err as a reason to leave the message on the bus.
+func Defer(err error) error { return &DeferredError{Err: err} }
+
+// IsDeferred reports whether err was marked by Defer.
+func IsDeferred(err error) bool {
+	var d *DeferredError
+	return errors.As(err, &d)
+}
 
 // IsPermanent reports whether err cannot be fixed by retrying: it is marked
 // Permanent or it is an invalid envelope.

@@ -96,14 +96,11 @@ func (s *streamReader) read(ctx context.Context, topic, after string, out chan<-
 		delay = 0
 		for _, xs := range streams {
 			for _, entry := range xs.Messages {
-				msg, err := entryUnmarshaller{}.Unmarshal(entry.Values)
+				msg, err := unmarshalEntry(entry)
 				if err != nil {
 					s.log.Warn("stream entry skipped", "topic", topic, "entry", entry.ID, "error", err)
-				} else {
-					msg.Metadata.Set(MetaOffset, entry.ID)
-					if !handOver(ctx, msg, out) {
-						return
-					}
+				} else if !handOver(ctx, msg, out) {
+					return
 				}
 				after = entry.ID
 			}

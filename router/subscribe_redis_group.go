@@ -171,7 +171,7 @@ func (g *groupReader) handle(ctx context.Context, topic string, entries []redis.
 		}
 	}()
 	for _, entry := range entries {
-		msg, err := entryUnmarshaller{}.Unmarshal(entry.Values)
+		msg, err := unmarshalEntry(entry)
 		if err != nil {
 			g.log.Warn("stream entry skipped", "topic", topic, "entry", entry.ID, "error", err)
 		} else if !handOver(ctx, msg, out) {

@@ -48,7 +48,19 @@ const (
 	MetaSocket   = "socket"
 	MetaInstance = "instance"
 	MetaTS       = "ts"
+	// MetaRequestReply ("true") marks a client event whose client asked for
+	// an acknowledgement while a backend URL was set: the backend answered
+	// it over HTTP (request/reply), so the BACKEND_URL forwarder skips it.
+	MetaRequestReply = "request_reply"
+	// MetaOrigin is OriginServer on every message a web3-socket instance
+	// publishes (REST calls, client events, cluster commands). Its envelope
+	// ids are fresh and published once, so only envelopes without it (from
+	// backends) are checked for duplicates.
+	MetaOrigin = "origin"
 )
+
+// OriginServer is the MetaOrigin of messages web3-socket publishes itself.
+const OriginServer = "web3-socket"
 
 // Envelope is the payload of every message on the bus.
 type Envelope struct {
@@ -74,6 +86,11 @@ type Envelope struct {
 	Room   string `json:"room,omitempty"`
 
 	TS time.Time `json:"ts"`
+
+	// RequestReply marks a client event sent to the backend by request/reply.
+	// It is not part of the payload: it travels as the MetaRequestReply
+	// metadata of the bus message.
+	RequestReply bool `json:"-"`
 }
 
 // Target says which sockets a deliver envelope reaches. The union of Users,

@@ -23,6 +23,9 @@ func Main(m *testing.M) int {
 	if build.dir != "" {
 		_ = os.RemoveAll(build.dir)
 	}
+	if tools.dir != "" {
+		_ = os.RemoveAll(tools.dir)
+	}
 	return code
 }
 

@@ -12,7 +12,9 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/web3-socket/web3-socket/handlers"
 	"github.com/web3-socket/web3-socket/router"
+	"github.com/web3-socket/web3-socket/schemas"
 	"github.com/web3-socket/web3-socket/test/harness"
 )
 
@@ -45,7 +47,61 @@ func BenchmarkRedisAdapterFanOut(b *testing.B) {
 	benchFanOut(b, bus.Publisher(), sub)
 }
 
+// BenchmarkRedisBusFanOutDedupe is BenchmarkRedisBusFanOut with the outbound
+// handler (decoding, no delivery) on each message: without deduplication,
+// and with the Redis-shared IDEMPOTENCY_WINDOW dedupe for envelopes a
+// backend published, and for envelopes web3-socket published (checked only
+// against replays, in memory). Run: go test -run x -bench RedisBusFanOutDedupe ./test/integration
+func BenchmarkRedisBusFanOutDedupe(b *testing.B) {
+	for _, tt := range []struct{ name, origin string }{
+		{"no-dedupe", "backend"}, {"backend-published", "backend"}, {"server-published", schemas.OriginServer},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			r := harness.StartRedis(b)
+			bus := redisBus(b, r)
+			d := &fakeDeliverer{}
+			handle := handlers.OutboundOnce(d, router.NewDedupe(bus, "bench.", time.Minute), router.ReplayDedupe(bus))
+			if tt.name == "no-dedupe" {
+				handle = handlers.Outbound(d)
+			}
+			origin := tt.origin
+			benchFanOutEach(b, &withOrigin{bus.Publisher(), origin}, bus.FanOut(), func(m *message.Message) {
+				if err := handle(m); err != nil {
+					panic(err)
+				}
+			})
+		})
+	}
+}
+
+// withOrigin marks what it publishes with schemas.MetaOrigin origin, unless
+// origin is "backend".
+type withOrigin struct {
+	message.Publisher
+	origin string
+}
+
+func (p *withOrigin) Publish(topic string, msgs ...*message.Message) error {
+	if p.origin != "backend" {
+		for _, m := range msgs {
+			m.Metadata.Set(schemas.MetaOrigin, p.origin)
+		}
+	}
+	return p.Publisher.Publish(topic, msgs...)
+}
+
+// fakeDeliverer takes every envelope.
+type fakeDeliverer struct{}
+
+func (*fakeDeliverer) Enqueue(context.Context, *schemas.Envelope, string) error { return nil }
+
 func benchFanOut(b *testing.B, pub message.Publisher, sub message.Subscriber) {
+	benchFanOutEach(b, pub, sub, func(*message.Message) {})
+}
+
+// benchFanOutEach is benchFanOut running each on every message before it
+// is acked.
+func benchFanOutEach(b *testing.B, pub message.Publisher, sub message.Subscriber, each func(*message.Message)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ch, err := sub.Subscribe(ctx, "bench.fanout")
@@ -54,13 +110,17 @@ func benchFanOut(b *testing.B, pub message.Publisher, sub message.Subscriber) {
 	}
 	time.Sleep(300 * time.Millisecond) // the subscriber's first XREAD is under way
 	batch := make([]*message.Message, 100)
-	payload := []byte(`{"v":1,"id":"x","kind":"deliver","to":{"users":["u1"]},"event":"e","data":{"n":1},"ts":"2026-11-27T10:00:00Z"}`)
+	// Each envelope has its own id: a deduplicating consumer sees no duplicate.
+	payload := func(id string) []byte {
+		return []byte(`{"v":1,"id":"` + id + `","kind":"deliver","to":{"users":["u1"]},"event":"e","data":{"n":1},"ts":"2026-11-27T10:00:00Z"}`)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for range b.N {
 			select {
 			case m := <-ch:
+				each(m)
 				m.Ack()
 			case <-time.After(10 * time.Second):
 				panic("stalled")
@@ -71,7 +131,8 @@ func benchFanOut(b *testing.B, pub message.Publisher, sub message.Subscriber) {
 	for sent := 0; sent < b.N; sent += len(batch) {
 		n := min(len(batch), b.N-sent)
 		for i := range n {
-			batch[i] = message.NewMessage(fmt.Sprint(sent+i), payload)
+			id := fmt.Sprint(sent + i)
+			batch[i] = message.NewMessage(id, payload(id))
 		}
 		if err := pub.Publish("bench.fanout", batch[:n]...); err != nil {
 			b.Fatal(err)

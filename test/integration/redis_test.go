@@ -30,7 +30,12 @@ func startRedisPair(t *testing.T) (*harness.Redis, *harness.Server, *harness.Ser
 
 func startPairOn(t *testing.T, r *harness.Redis) (*harness.Redis, *harness.Server, *harness.Server) {
 	t.Helper()
-	env := harness.DefaultEnv()
+	return startPairWith(t, r, harness.DefaultEnv())
+}
+
+// startPairWith is startPairOn with env as the instances' base environment.
+func startPairWith(t *testing.T, r *harness.Redis, env map[string]string) (*harness.Redis, *harness.Server, *harness.Server) {
+	t.Helper()
 	env["BUS"] = "redis"
 	env["REDIS_URL"] = r.URL
 	env["CLUSTER_HEARTBEAT"] = "300ms"

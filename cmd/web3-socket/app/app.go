@@ -34,8 +34,13 @@ type App struct {
 	api      *handlers.API
 	pub      *router.Publisher
 	presence *handlers.Presence
+	backend  *handlers.Backend // nil without BACKEND_URL
 	server   *http.Server
 }
+
+// backendGroup is the consumer group of the BACKEND_URL forwarder, shared by
+// every instance so that each client event is forwarded once.
+const backendGroup = "backend-forwarder"
 
 // clusterSize counts the live instances, this one included.
 func clusterSize(c *router.Cluster, self string) int {
@@ -99,6 +104,21 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		log.Warn("connection-state recovery is off: this bus keeps no log", "bus", bus.Kind())
 	}
 
+	var backend *handlers.Backend
+	var requester bridge.Requester // stays a nil interface without a backend
+	if cfg.BackendURL != "" {
+		backend, err = handlers.NewBackend(handlers.BackendConfig{
+			URL: cfg.BackendURL, Secret: cfg.BackendSecret, Timeout: cfg.BackendTimeout, Retries: cfg.BackendRetries,
+			RetryInterval: cfg.BackendRetryInterval, RetryMaxInterval: cfg.BackendRetryMaxInterval,
+			BreakerFailures: cfg.BackendBreakerFailures, BreakerTimeout: cfg.BackendBreakerTimeout,
+		}, handlers.NewBackendMetrics(reg), log)
+		if err != nil {
+			_ = bus.Close()
+			return nil, err
+		}
+		requester = backend
+	}
+
 	edge, err := bridge.New(bridge.Config{
 		Instance:              cfg.InstanceID,
 		Auth:                  bridge.AuthConfig{Secret: cfg.JWTSecret, PublicKeyPEM: cfg.JWTPublicKey, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience},
@@ -116,6 +136,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		Log:                   missed,
 		Sessions:              router.StoreOf(bus),
 		SessionPrefix:         cfg.TopicPrefix + "session:",
+		Backend:               requester,
 	}, pub, bridge.NewMetrics(reg, socketErrors), log)
 	if err != nil {
 		_ = bus.Close()
@@ -127,10 +148,21 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		_ = bus.Close()
 		return nil, err
 	}
-	rt.HandleFanOut("deliver", topics.Outbound, handlers.Outbound(edge))
+	// replayed catches the copies of this service's own envelopes that the
+	// bus adds again after its broker lost data (router/replay_redis.go).
+	replayed := router.ReplayDedupe(bus)
+	var seen router.Dedupe
+	if cfg.IdempotencyWindow > 0 {
+		seen = router.NewDedupe(bus, cfg.TopicPrefix, cfg.IdempotencyWindow)
+	}
+	outbound := handlers.OutboundOnce(edge, seen, replayed)
+	rt.HandleFanOut("deliver", topics.Outbound, outbound)
+	if backend != nil {
+		rt.HandleWorkQueue("backend", topics.Inbound, backendGroup, backend.Forward())
+	}
 	presence := handlers.NewPresence(handlers.PresenceConfig{Instance: cfg.InstanceID, ControlTopic: topics.Control},
 		pub, edge, cluster, log)
-	rt.HandleFanOut("control", topics.Control, handlers.Control(edge, cluster, presence))
+	rt.HandleFanOut("control", topics.Control, handlers.SkipReplayed(handlers.Control(edge, cluster, presence), replayed))
 
 	api, err := handlers.NewAPI(handlers.APIConfig{
 		Version:       version,
@@ -154,6 +186,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 
 	return &App{
 		cfg: cfg, log: log, bus: bus, topics: topics, router: rt, bridge: edge, api: api, pub: pub, presence: presence,
+		backend: backend,
 		server: &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -247,6 +280,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		errs = append(errs, err)
 	}
 	stopCluster() // after the REST calls, which may be waiting for presence replies
+	if a.backend != nil {
+		// An event waiting to be retried stays on the bus for the next
+		// forwarder, instead of holding up the router's close.
+		a.backend.Stop()
+	}
 	if err := a.router.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("router: %w", err))
 	}

@@ -23,6 +23,25 @@ type Config struct {
 	Port int `koanf:"port"`
 	// BackendURL, when set, receives every client event as an HTTP POST.
 	BackendURL string `koanf:"backend_url"`
+	// BackendSecret signs the requests to BackendURL (HMAC-SHA256).
+	BackendSecret string `koanf:"backend_secret"`
+	// BackendTimeout bounds one request to the backend.
+	BackendTimeout time.Duration `koanf:"backend_timeout"`
+	// BackendRetries is how many attempts a forwarded event gets when they
+	// fail transiently before it goes to the poison topic; 0 retries until
+	// the backend takes it.
+	BackendRetries int `koanf:"backend_retries"`
+	// BackendRetryInterval is the first wait between attempts, doubling with
+	// jitter up to BackendRetryMaxInterval.
+	BackendRetryInterval    time.Duration `koanf:"backend_retry_interval"`
+	BackendRetryMaxInterval time.Duration `koanf:"backend_retry_max_interval"`
+	// BackendBreakerFailures consecutive failures open the circuit breaker
+	// for BackendBreakerTimeout.
+	BackendBreakerFailures int           `koanf:"backend_breaker_failures"`
+	BackendBreakerTimeout  time.Duration `koanf:"backend_breaker_timeout"`
+	// IdempotencyWindow is how long an outbound envelope id is remembered so
+	// that a duplicate is delivered once; 0 turns deduplication off.
+	IdempotencyWindow time.Duration `koanf:"idempotency_window"`
 
 	// JWTSecret verifies HS256/384/512 tokens.
 	JWTSecret string `koanf:"jwt_secret"`
@@ -111,7 +130,7 @@ const redactedValue = "[REDACTED]"
 func (c Config) Production() bool { return c.Env == EnvProduction }
 
 // Redacted returns a copy of c whose secrets (JWT secret, API keys, Redis
-// password, the password inside REDIS_URL) are replaced by "[REDACTED]". An
+// password, the password inside REDIS_URL, backend secret) are replaced by "[REDACTED]". An
 // unset secret stays empty so that a dump still shows it is missing.
 func (c Config) Redacted() Config {
 	if c.JWTSecret != "" {
@@ -126,6 +145,9 @@ func (c Config) Redacted() Config {
 	}
 	if c.RedisPassword != "" {
 		c.RedisPassword = redactedValue
+	}
+	if c.BackendSecret != "" {
+		c.BackendSecret = redactedValue
 	}
 	if c.RedisURL != "" {
 		c.RedisURL = redactURL(c.RedisURL)

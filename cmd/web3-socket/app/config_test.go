@@ -142,6 +142,9 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		"EVENT_RATE_LIMIT": "2.5", "EVENT_RATE_BURST": "7", "MAX_CONNECTIONS_PER_USER": "3",
 		"REDIS_TLS": "true", "REDIS_STREAM_MAXLEN": "5000", "CLUSTER_HEARTBEAT": "750ms", "REDIS_CLAIM_IDLE": "3s",
 		"API_RATE_LIMIT": "100", "API_RATE_BURST": "5", "RECOVERY_WINDOW": "45s",
+		"BACKEND_SECRET": "bs", "BACKEND_TIMEOUT": "2s", "BACKEND_RETRIES": "4", "BACKEND_RETRY_INTERVAL": "50ms",
+		"BACKEND_RETRY_MAX_INTERVAL": "3s", "BACKEND_BREAKER_FAILURES": "9", "BACKEND_BREAKER_TIMEOUT": "7s",
+		"IDEMPOTENCY_WINDOW": "90s",
 	}
 	cfg, _, err := layers{env: env}.load(t)
 	if err != nil {
@@ -158,6 +161,9 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		EventRateLimit: 2.5, EventRateBurst: 7, MaxConnectionsPerUser: 3,
 		RedisTLS: true, RedisStreamMaxLen: 5000, ClusterHeartbeat: 750 * time.Millisecond, RedisClaimIdle: 3 * time.Second,
 		APIRateLimit: 100, APIRateBurst: 5, RecoveryWindow: 45 * time.Second,
+		BackendSecret: "bs", BackendTimeout: 2 * time.Second, BackendRetries: 4, BackendRetryInterval: 50 * time.Millisecond,
+		BackendRetryMaxInterval: 3 * time.Second, BackendBreakerFailures: 9, BackendBreakerTimeout: 7 * time.Second,
+		IdempotencyWindow: 90 * time.Second,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("\n got %+v\nwant %+v", cfg, want)
@@ -401,7 +407,18 @@ func TestValidate(t *testing.T) {
 		{"backend URL not http", func(c *Config) { c.BackendURL = "ftp://backend" }, "BACKEND_URL:"},
 		{"backend URL without host", func(c *Config) { c.BackendURL = "http://" }, "BACKEND_URL:"},
 		{"backend URL relative", func(c *Config) { c.BackendURL = "backend/events" }, "BACKEND_URL:"},
-		{"backend URL https", func(c *Config) { c.BackendURL = "https://backend.internal/events" }, ""},
+		{"backend URL https", func(c *Config) {
+			c.BackendURL, c.BackendSecret = "https://backend.internal/events", strings.Repeat("b", 32)
+		}, ""},
+		{"production backend without secret", func(c *Config) { c.BackendURL = "https://backend.internal/events" }, "BACKEND_SECRET: required in production"},
+		{"development backend without secret", func(c *Config) { c.Env, c.BackendURL = EnvDevelopment, "http://127.0.0.1:3000/events" }, ""},
+		{"backend timeout 0", func(c *Config) { c.BackendTimeout = 0 }, "BACKEND_TIMEOUT: 0s: want more than 0"},
+		{"backend retries negative", func(c *Config) { c.BackendRetries = -1 }, "BACKEND_RETRIES: -1"},
+		{"backend retry interval above its max", func(c *Config) { c.BackendRetryInterval = time.Minute }, "BACKEND_RETRY_MAX_INTERVAL: 10s: want at least"},
+		{"backend breaker failures 0", func(c *Config) { c.BackendBreakerFailures = 0 }, "BACKEND_BREAKER_FAILURES: 0"},
+		{"backend breaker timeout 0", func(c *Config) { c.BackendBreakerTimeout = 0 }, "BACKEND_BREAKER_TIMEOUT: 0s"},
+		{"idempotency window negative", func(c *Config) { c.IdempotencyWindow = -time.Second }, "IDEMPOTENCY_WINDOW: -1s"},
+		{"idempotency off", func(c *Config) { c.IdempotencyWindow = 0 }, ""},
 		{"production without secret", func(c *Config) { c.JWTSecret = "" }, "JWT_SECRET: required in production"},
 		{"production with a 31-byte secret", func(c *Config) { c.JWTSecret = strings.Repeat("s", 31) }, "JWT_SECRET: too short for production: 31 bytes"},
 		{"production with a public key and no secret", func(c *Config) { c.JWTSecret, c.JWTPublicKey = "", rsaPEM(t) }, ""},
@@ -491,10 +508,11 @@ func TestRedactedHidesEverySecret(t *testing.T) {
 	c.JWTSecret = "jwt-secret-value-jwt-secret-value"
 	c.APIKeys = []string{"api-key-one-123456", "api-key-two-123456"}
 	c.RedisPassword = "redis-pass-value"
+	c.BackendSecret = "backend-secret-value"
 	c.RedisURL = "redis://user:url-pass-value@redis:6379/0"
 
 	dump := strings.Join(c.Redacted().EnvLines(), "\n")
-	for _, secret := range []string{c.JWTSecret, c.APIKeys[0], c.APIKeys[1], c.RedisPassword, "url-pass-value"} {
+	for _, secret := range []string{c.JWTSecret, c.APIKeys[0], c.APIKeys[1], c.RedisPassword, "url-pass-value", c.BackendSecret} {
 		if strings.Contains(dump, secret) {
 			t.Errorf("redacted dump contains %q:\n%s", secret, dump)
 		}

@@ -23,8 +23,9 @@ const (
 // "prod" are accepted by LoadConfig, not here).
 //
 // In production it refuses a JWT_SECRET shorter than 32 bytes (a missing one
-// only when JWT_PUBLIC_KEY is not set either), a missing API_KEY, and any API
-// key shorter than 16 characters.
+// only when JWT_PUBLIC_KEY is not set either), a missing API_KEY, any API
+// key shorter than 16 characters, and a BACKEND_URL without a BACKEND_SECRET
+// of 32 bytes.
 func (c Config) Validate() error {
 	var errs []error
 	fail := func(format string, args ...any) {
@@ -44,6 +45,27 @@ func (c Config) Validate() error {
 			fail("BACKEND_URL: %v", err)
 		}
 	}
+	if c.BackendTimeout <= 0 {
+		fail("BACKEND_TIMEOUT: %s: want more than 0", c.BackendTimeout)
+	}
+	if c.BackendRetries < 0 {
+		fail("BACKEND_RETRIES: %d: want 0 (until the backend takes the event) or more", c.BackendRetries)
+	}
+	if c.BackendRetryInterval <= 0 {
+		fail("BACKEND_RETRY_INTERVAL: %s: want more than 0", c.BackendRetryInterval)
+	}
+	if c.BackendRetryMaxInterval < c.BackendRetryInterval {
+		fail("BACKEND_RETRY_MAX_INTERVAL: %s: want at least BACKEND_RETRY_INTERVAL (%s)", c.BackendRetryMaxInterval, c.BackendRetryInterval)
+	}
+	if c.BackendBreakerFailures < 1 {
+		fail("BACKEND_BREAKER_FAILURES: %d: want 1 or more", c.BackendBreakerFailures)
+	}
+	if c.BackendBreakerTimeout <= 0 {
+		fail("BACKEND_BREAKER_TIMEOUT: %s: want more than 0", c.BackendBreakerTimeout)
+	}
+	if c.IdempotencyWindow < 0 {
+		fail("IDEMPOTENCY_WINDOW: %s: want 0 (off) or more", c.IdempotencyWindow)
+	}
 
 	if c.Production() {
 		switch {
@@ -54,6 +76,9 @@ func (c Config) Validate() error {
 		}
 		if len(c.APIKeys) == 0 {
 			fail("API_KEY: required in production (at least %d characters each, comma-separated for rotation)", minAPIKeyChars)
+		}
+		if c.BackendURL != "" && len(c.BackendSecret) < minJWTSecretBytes {
+			fail("BACKEND_SECRET: required in production when BACKEND_URL is set (at least %d bytes, e.g. `openssl rand -hex 32`): backends verify the X-Signature it makes", minJWTSecretBytes)
 		}
 		for i, key := range c.APIKeys {
 			if len(key) < minAPIKeyChars {
