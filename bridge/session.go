@@ -55,6 +55,9 @@ type sessions struct {
 	bySid map[socket.SocketId]string
 	user  map[string]string
 	dirty map[string]struct{}
+	// ended holds the sessions that ended since the last flush: to keep
+	// (recoverable) or to delete (nil).
+	ended map[string]*storedSession
 }
 
 // sessionFlushInterval is how often new sessions and room changes are saved:
@@ -68,7 +71,7 @@ const sessionStoreTimeout = 2 * time.Second
 func newSessions(store SessionStore, prefix string, window time.Duration, log *slog.Logger) *sessions {
 	return &sessions{store: store, prefix: prefix, window: window, log: log,
 		live: map[string]*socket.Socket{}, bySid: map[socket.SocketId]string{},
-		user: map[string]string{}, dirty: map[string]struct{}{}}
+		user: map[string]string{}, dirty: map[string]struct{}{}, ended: map[string]*storedSession{}}
 }
 
 func (ss *sessions) key(pid string) string { return ss.prefix + pid }
@@ -97,26 +100,23 @@ func (ss *sessions) roomsChanged(id socket.SocketId) {
 	}
 }
 
-// disconnected saves a session for RecoveryWindow (recoverable) or forgets it.
+// disconnected keeps a session RecoveryWindow from now (recoverable) or
+// forgets it. It does not wait for the store: the write is left to the next
+// flush (a session already saved keeps at least two thirds of a window
+// meanwhile), and a forgotten session is deleted there too.
 func (ss *sessions) disconnected(pid string, sid socket.SocketId, rooms []socket.Room, recoverable bool) {
 	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	user, known := ss.user[pid]
 	delete(ss.live, pid)
 	delete(ss.bySid, sid)
 	delete(ss.user, pid)
 	delete(ss.dirty, pid)
-	ss.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), sessionStoreTimeout)
-	defer cancel()
 	if !recoverable || !known {
-		if err := ss.store.Delete(ctx, ss.key(pid)); err != nil {
-			ss.log.Warn("session not forgotten", "socket", string(sid), "error", err)
-		}
+		ss.ended[pid] = nil
 		return
 	}
-	if err := ss.save(ctx, pid, storedSession{Sid: string(sid), User: user, Rooms: roomNames(rooms)}); err != nil {
-		ss.log.Warn("session not kept: the client will not be recovered", "socket", string(sid), "error", err)
-	}
+	ss.ended[pid] = &storedSession{Sid: string(sid), User: user, Rooms: roomNames(rooms)}
 }
 
 func (ss *sessions) save(ctx context.Context, pid string, s storedSession) error {
@@ -127,8 +127,18 @@ func (ss *sessions) save(ctx context.Context, pid string, s storedSession) error
 	return ss.store.Set(ctx, ss.key(pid), b, ss.window)
 }
 
-// load returns a kept session.
+// load returns a kept session: one that ended here and is not flushed yet,
+// or one from the store.
 func (ss *sessions) load(ctx context.Context, pid string) (storedSession, bool, error) {
+	ss.mu.Lock()
+	ended, here := ss.ended[pid]
+	ss.mu.Unlock()
+	if here {
+		if ended == nil {
+			return storedSession{}, false, nil
+		}
+		return *ended, true, nil
+	}
 	b, ok, err := ss.store.Get(ctx, ss.key(pid))
 	if err != nil || !ok {
 		return storedSession{}, false, err
@@ -162,30 +172,45 @@ func (ss *sessions) run(ctx context.Context) {
 
 func (ss *sessions) flush(ctx context.Context) {
 	ss.mu.Lock()
-	if len(ss.dirty) == 0 {
+	if len(ss.dirty) == 0 && len(ss.ended) == 0 {
 		ss.mu.Unlock()
 		return
 	}
-	pending := make(map[string]storedSession, len(ss.dirty))
+	pending := make(map[string]*storedSession, len(ss.dirty)+len(ss.ended))
 	for pid := range ss.dirty {
 		if s, ok := ss.live[pid]; ok {
-			pending[pid] = storedSession{Sid: string(s.Id()), User: ss.user[pid], Rooms: roomNames(s.Rooms().Keys())}
+			pending[pid] = &storedSession{Sid: string(s.Id()), User: ss.user[pid], Rooms: roomNames(s.Rooms().Keys())}
 		}
 	}
+	for pid, s := range ss.ended {
+		pending[pid] = s
+	}
 	clear(ss.dirty)
+	clear(ss.ended)
 	ss.mu.Unlock()
+	var failed error
 	for pid, s := range pending {
-		cctx, cancel := context.WithTimeout(ctx, sessionStoreTimeout)
-		err := ss.save(cctx, pid, s)
-		cancel()
-		if err != nil {
-			ss.log.Warn("session not saved; retrying", "socket", s.Sid, "error", err)
-			ss.mu.Lock()
-			if _, still := ss.live[pid]; still {
-				ss.dirty[pid] = struct{}{}
+		if failed == nil {
+			cctx, cancel := context.WithTimeout(ctx, sessionStoreTimeout)
+			if s == nil {
+				failed = ss.store.Delete(cctx, ss.key(pid))
+			} else {
+				failed = ss.save(cctx, pid, *s)
 			}
-			ss.mu.Unlock()
+			cancel()
+			if failed == nil {
+				continue
+			}
+			ss.log.Warn("sessions not saved; trying again", "sessions", len(pending), "error", failed)
 		}
+		// The store is failing: keep the rest for the next flush.
+		ss.mu.Lock()
+		if _, live := ss.live[pid]; live {
+			ss.dirty[pid] = struct{}{}
+		} else if _, newer := ss.ended[pid]; !newer {
+			ss.ended[pid] = s
+		}
+		ss.mu.Unlock()
 	}
 }
 
@@ -233,8 +258,9 @@ func roomNames(rooms []socket.Room) []string {
 // socketPid reads the socket's private session id. The library keeps it to
 // itself (it sends it to the client in CONNECT and gives it to the adapter
 // only when the socket closes); reading it at connect time is what lets a
-// session survive an instance that dies without closing its sockets. A test
-// (TestSocketPidIsReadable) fails if a new version of the library renames it.
+// session survive an instance that dies without closing its sockets. If a
+// new version of the library renames it, every connection logs a warning and
+// the recovery suite (test/integration/recovery_test.go) fails.
 func socketPid(s *socket.Socket) string {
 	v := reflect.ValueOf(s).Elem().FieldByName("pid")
 	if !v.IsValid() || v.Kind() != reflect.String {
