@@ -119,9 +119,18 @@ func (b *Bridge) deliver(batch []queued) {
 	sent := 0
 	for _, ps := range pending {
 		s := ps.s
-		if g, recovering := b.gateOf(s); recovering && g.hold(packets, ps.packets) {
-			// Written in log order once what it missed is (Bridge.recover).
-			continue
+		if g, recovering := b.gateOf(s); recovering {
+			keep, held, passed := g.admit(packets, ps.packets)
+			if held {
+				// Written in log order once what it missed is (Bridge.recover).
+				continue
+			}
+			if passed {
+				b.ungate(s)
+			}
+			if ps.packets = keep; len(keep) == 0 {
+				continue
+			}
 		}
 		if !s.Connected() {
 			continue

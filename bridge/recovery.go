@@ -28,31 +28,42 @@ const recoveryTimeout = 10 * time.Second
 
 // recoveryGate holds the packets delivered live to a socket while what it
 // missed is read from the log, so that it gets both in log order and each
-// once.
+// once. Once released, it drops the live packets the log read already gave
+// (up to floor): this instance's reader may be behind the log.
 type recoveryGate struct {
 	mu       sync.Mutex
 	released bool
 	held     []encodedPacket
+	floor    string
+	compare  func(a, b string) int
 }
 
-// hold keeps packets for the socket and reports true, or reports false once
-// the gate is released (the caller writes them itself).
-func (g *recoveryGate) hold(packets []encodedPacket, indexes []int) bool {
+// admit takes the packets (of indexes) delivered live to the socket. Before
+// release it holds them and returns held true. After, it returns those the
+// socket must still get, and passed true once one came from past the floor
+// (the gate is no longer needed).
+func (g *recoveryGate) admit(packets []encodedPacket, indexes []int) (keep []int, held, passed bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.released {
-		return false
+	if !g.released {
+		for _, i := range indexes {
+			g.held = append(g.held, packets[i])
+		}
+		return nil, true, false
 	}
+	keep = indexes[:0:0]
 	for _, i := range indexes {
-		g.held = append(g.held, packets[i])
+		if g.compare(packets[i].offset, g.floor) > 0 {
+			keep = append(keep, i)
+		}
 	}
-	return true
+	return keep, false, len(keep) > 0
 }
 
 // gate starts holding live packets for s, before it is registered.
 func (b *Bridge) gate(s *socket.Socket) {
 	b.recovering.Add(1)
-	b.gates.Store(s, &recoveryGate{})
+	b.gates.Store(s, &recoveryGate{compare: b.cfg.Log.Compare})
 }
 
 // ungate forgets s's gate (a socket that closed before it connected).
@@ -105,9 +116,10 @@ func (b *Bridge) recover(ctx context.Context, s *socket.Socket, user, offset str
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	defer b.ungate(s)
 	g.released = true
+	g.floor = last
 	if err != nil {
+		defer b.ungate(s)
 		b.metrics.errors.WithLabelValues(errRecovery).Inc()
 		b.log.Warn("missed messages could not be read; closing the connection so that the client tries again",
 			"user", user, "socket", string(s.Id()), "offset", offset, "error", err)
@@ -118,6 +130,9 @@ func (b *Bridge) recover(ctx context.Context, s *socket.Socket, user, offset str
 		if b.cfg.Log.Compare(p.offset, last) > 0 {
 			missed = append(missed, p)
 		}
+	}
+	if n := len(missed); n > 0 && b.cfg.Log.Compare(missed[n-1].offset, g.floor) > 0 {
+		g.floor = missed[n-1].offset
 	}
 	g.held = nil
 	b.metrics.recovered.Inc()

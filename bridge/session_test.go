@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,4 +115,23 @@ func target(t *testing.T, raw string) *schemas.Target {
 		t.Fatal(err)
 	}
 	return &to
+}
+
+// A live packet the log read already gave is dropped, even when this
+// instance's reader delivers it after the recovery (it was behind the log).
+func TestRecoveryGateHoldsThenDropsWhatTheLogGave(t *testing.T) {
+	g := &recoveryGate{compare: func(a, b string) int { return strings.Compare(a, b) }}
+	packets := []encodedPacket{{offset: "4"}, {offset: "5"}, {offset: "6"}}
+	if _, held, _ := g.admit(packets, []int{0}); !held || len(g.held) != 1 {
+		t.Fatalf("before release: held=%v with %d packets, want the packet held", held, len(g.held))
+	}
+	g.released, g.floor = true, "5"
+	keep, held, passed := g.admit(packets, []int{0, 1})
+	if held || passed || len(keep) != 0 {
+		t.Errorf("packets up to the floor: keep %v held %v passed %v, want none kept", keep, held, passed)
+	}
+	keep, _, passed = g.admit(packets, []int{1, 2})
+	if !passed || len(keep) != 1 || keep[0] != 2 {
+		t.Errorf("packets 5 and 6 after a floor of 5: keep %v passed %v, want only 6 and the gate passed", keep, passed)
+	}
 }
