@@ -43,6 +43,7 @@ type Bus interface {
 type BusConfig struct {
 	Kind  string
 	Redis RedisConfig
+	Kafka KafkaConfig
 	// Metrics, when set, receive what only the bus can see (consumer lag).
 	Metrics *Metrics
 }
@@ -55,7 +56,7 @@ func NewBus(cfg BusConfig, log *slog.Logger) (Bus, error) {
 	case KindRedis:
 		return newRedisBus(cfg.Redis, cfg.Metrics, log)
 	case KindKafka:
-		return nil, fmt.Errorf("bus %q: not available in this build yet", cfg.Kind)
+		return newKafkaBus(cfg.Kafka, log)
 	default:
 		return nil, fmt.Errorf("bus %q: unknown kind (want memory, redis or kafka)", cfg.Kind)
 	}
