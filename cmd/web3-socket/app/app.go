@@ -86,7 +86,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 	bus, err := router.NewBus(router.BusConfig{Kind: cfg.Bus, Redis: router.RedisConfig{
 		URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort, Password: cfg.RedisPassword, DB: cfg.RedisDB,
 		TLS: cfg.RedisTLS, StreamMaxLen: cfg.RedisStreamMaxLen, Instance: cfg.InstanceID, ClaimIdle: cfg.RedisClaimIdle,
-	}, Metrics: busMetrics}, log)
+	}, Kafka: cfg.kafkaConfig(cfg.KafkaBrokers), Metrics: busMetrics}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +151,15 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		},
 	}, nil
+}
+
+// kafkaConfig is the Kafka client configuration for brokers (the bus's or
+// the audit mirror's).
+func (c Config) kafkaConfig(brokers []string) router.KafkaConfig {
+	return router.KafkaConfig{
+		Brokers: brokers, ClientID: c.KafkaClientID, TLS: c.KafkaTLS, SASLMechanism: c.KafkaSASLMechanism,
+		SASLUser: c.KafkaSASLUsername, SASLPassword: c.KafkaSASLPassword, Partitions: int32(c.KafkaPartitions),
+	}
 }
 
 // Bus returns the instance's bus (tests publish and subscribe on it directly).

@@ -63,6 +63,26 @@ type Config struct {
 	// another instance takes it over.
 	RedisClaimIdle time.Duration `koanf:"redis_claim_idle"`
 
+	// KafkaBrokers are the bootstrap brokers (host:port, comma-separated) of
+	// BUS=kafka.
+	KafkaBrokers  []string `koanf:"kafka_brokers"`
+	KafkaClientID string   `koanf:"kafka_client_id"`
+	// KafkaTLS connects to the brokers with TLS (system roots).
+	KafkaTLS bool `koanf:"kafka_tls"`
+	// KafkaSASLMechanism is empty (no SASL), PLAIN, SCRAM-SHA-256 or
+	// SCRAM-SHA-512.
+	KafkaSASLMechanism string `koanf:"kafka_sasl_mechanism"`
+	KafkaSASLUsername  string `koanf:"kafka_sasl_username"`
+	KafkaSASLPassword  string `koanf:"kafka_sasl_password"`
+	// KafkaPartitions is the partition count of the topics web3-socket
+	// creates.
+	KafkaPartitions int `koanf:"kafka_partitions"`
+	// AuditKafkaBrokers, with BUS=memory or redis, turns on the audit
+	// mirror: every inbound and outbound envelope is copied to the topics
+	// of the same names on these brokers (the KAFKA_CLIENT_ID, KAFKA_TLS and
+	// KAFKA_SASL_* settings apply to them).
+	AuditKafkaBrokers []string `koanf:"audit_kafka_brokers"`
+
 	TopicPrefix string `koanf:"topic_prefix"`
 	// InstanceID names this instance on the bus; generated when empty.
 	InstanceID string `koanf:"instance_id"`
@@ -106,7 +126,7 @@ const redactedValue = "[REDACTED]"
 func (c Config) Production() bool { return c.Env == EnvProduction }
 
 // Redacted returns a copy of c whose secrets (JWT secret, API keys, Redis
-// password, the password inside REDIS_URL) are replaced by "[REDACTED]". An
+// password, the password inside REDIS_URL, Kafka SASL password) are replaced by "[REDACTED]". An
 // unset secret stays empty so that a dump still shows it is missing.
 func (c Config) Redacted() Config {
 	if c.JWTSecret != "" {
@@ -124,6 +144,9 @@ func (c Config) Redacted() Config {
 	}
 	if c.RedisURL != "" {
 		c.RedisURL = redactURL(c.RedisURL)
+	}
+	if c.KafkaSASLPassword != "" {
+		c.KafkaSASLPassword = redactedValue
 	}
 	return c
 }
