@@ -435,7 +435,9 @@ func TestValidate(t *testing.T) {
 		{"kafka bus", func(c *Config) { c.Bus, c.KafkaBrokers = "kafka", []string{"k:9092", "[::1]:9092"} }, ""},
 		{"kafka bus without brokers", func(c *Config) { c.Bus = "kafka" }, "KAFKA_BROKERS: required with BUS=kafka"},
 		{"kafka broker without port", func(c *Config) { c.Bus, c.KafkaBrokers = "kafka", []string{"k"} }, `KAFKA_BROKERS: "k" is not host:port`},
-		{"audit mirror with the kafka bus", func(c *Config) { c.Bus, c.KafkaBrokers, c.AuditKafkaBrokers = "kafka", []string{"k:9092"}, []string{"k:9092"} }, "AUDIT_KAFKA_BROKERS: not with BUS=kafka"},
+		{"audit mirror with the kafka bus", func(c *Config) {
+			c.Bus, c.KafkaBrokers, c.AuditKafkaBrokers = "kafka", []string{"k:9092"}, []string{"k:9092"}
+		}, "AUDIT_KAFKA_BROKERS: not with BUS=kafka"},
 		{"audit mirror with redis", func(c *Config) { c.Bus, c.AuditKafkaBrokers = "redis", []string{"k:9092"} }, ""},
 		{"audit broker without port", func(c *Config) { c.AuditKafkaBrokers = []string{"k:"} }, `AUDIT_KAFKA_BROKERS: "k:" is not host:port`},
 		{"unknown SASL mechanism", func(c *Config) { c.KafkaSASLMechanism = "GSSAPI" }, `KAFKA_SASL_MECHANISM: "GSSAPI"`},
