@@ -254,14 +254,8 @@ func (b *kafkaBus) ensureTopic(topic string) error {
 	if _, ok := b.topics.Load(topic); ok {
 		return nil
 	}
-	err := b.admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: b.cfg.Partitions, ReplicationFactor: -1}, false)
-	var topicErr *sarama.TopicError
-	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) &&
-		!(errors.As(err, &topicErr) && errors.Is(topicErr.Err, sarama.ErrTopicAlreadyExists)) {
-		return fmt.Errorf("create topic %s: %w", topic, err)
-	}
-	if err == nil {
-		b.log.Info("topic created", "topic", topic, "partitions", b.cfg.Partitions)
+	if err := createTopic(b.admin, topic, b.cfg.Partitions); err != nil {
+		return err
 	}
 	if err := b.awaitLeaders(topic); err != nil {
 		return err

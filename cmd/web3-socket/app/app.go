@@ -35,6 +35,9 @@ type App struct {
 	pub      *router.Publisher
 	presence *handlers.Presence
 	server   *http.Server
+	// audit copies the bus traffic to Kafka (AUDIT_KAFKA_BROKERS); nil
+	// when off.
+	audit *router.AuditMirror
 }
 
 // clusterSize counts the live instances, this one included.
@@ -137,13 +140,30 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		return nil, err
 	}
 
+	var audit *router.AuditMirror
+	if len(cfg.AuditKafkaBrokers) > 0 && bus.Kind() != router.KindKafka {
+		// A Redis bus is read with a consumer group of its own (each
+		// envelope copied once, and the stream holds what Kafka could not
+		// take yet); the memory bus as one more fan-out subscriber.
+		src, block := bus.FanOut(), false
+		if bus.Kind() == router.KindRedis {
+			src, block = bus.WorkQueue(router.AuditGroup), true
+		}
+		audit, err = router.NewAuditMirror(router.AuditConfig{Kafka: cfg.kafkaConfig(cfg.AuditKafkaBrokers),
+			Topics: []string{topics.Inbound, topics.Outbound}, Block: block}, src, reg, log)
+		if err != nil {
+			_ = bus.Close()
+			return nil, err
+		}
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/socket.io/", edge.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	api.Register(mux)
 
 	return &App{
-		cfg: cfg, log: log, bus: bus, topics: topics, router: rt, bridge: edge, api: api, pub: pub, presence: presence,
+		cfg: cfg, log: log, bus: bus, topics: topics, router: rt, bridge: edge, api: api, pub: pub, presence: presence, audit: audit,
 		server: &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -209,6 +229,18 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return a.bus.Close()
 	}
 
+	auditCtx, stopAudit := context.WithCancel(context.Background())
+	auditDone := make(chan struct{})
+	go func() {
+		defer close(auditDone)
+		if a.audit == nil {
+			return
+		}
+		if err := a.audit.Run(auditCtx); err != nil {
+			a.log.Error("audit mirror not running", "error", err)
+		}
+	}()
+
 	deliveryCtx, stopDelivery := context.WithCancel(context.Background())
 	deliveryDone := make(chan struct{})
 	go func() {
@@ -250,6 +282,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopDelivery()
 	<-deliveryDone
+	// After the router: what was published until now is mirrored too.
+	stopAudit()
+	<-auditDone
 	a.bridge.Close()
 	if err := <-httpDone; err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
