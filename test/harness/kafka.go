@@ -140,6 +140,20 @@ func (k *Kafka) startFake() {
 	k.waitReady(10 * time.Second)
 }
 
+// Kill stops the broker process with SIGKILL: no controlled shutdown, the
+// next start recovers its log. A kfake cluster is closed as by Stop.
+func (k *Kafka) Kill() {
+	if k.fake == nil && k.cmd != nil && k.cmd.Process != nil {
+		select {
+		case <-k.done:
+		default:
+			_ = k.cmd.Process.Kill()
+			<-k.done
+		}
+	}
+	k.Stop()
+}
+
 // Stop stops the cluster: the broker process with SIGTERM (a controlled
 // shutdown), or the kfake cluster.
 func (k *Kafka) Stop() {

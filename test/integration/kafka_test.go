@@ -240,8 +240,17 @@ func TestKafkaAuditTrailHoldsEveryEnvelopeWithItsHeaders(t *testing.T) {
 // TestKafkaBrokerRestartUnderTrafficLosesNothingAccepted stops and restarts
 // the Kafka broker while one instance answers a steady stream of REST
 // publishes to a user on the other: every message answered 202 reaches the
-// user; those answered 503 while the broker was away were never accepted.
+// user, once; those answered 503 while the broker was away were never
+// accepted. The broker stops with a controlled shutdown (SIGTERM), then, in
+// a second run, is killed (SIGKILL) and recovers its log on start.
 func TestKafkaBrokerRestartUnderTrafficLosesNothingAccepted(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		name := map[bool]string{false: "SIGTERM", true: "SIGKILL"}[kill]
+		t.Run(name, func(t *testing.T) { testKafkaRestart(t, kill) })
+	}
+}
+
+func testKafkaRestart(t *testing.T, kill bool) {
 	k := harness.StartKafkaBroker(t)
 	_, a, b := startKafkaPair(t, k)
 	d := harness.NewDriver(t)
@@ -300,13 +309,21 @@ func TestKafkaBrokerRestartUnderTrafficLosesNothingAccepted(t *testing.T) {
 		n, _, _ := count()
 		return n >= 100, fmt.Sprintf("%d accepted before the stop", n)
 	})
-	k.Stop()
+	if kill {
+		k.Kill()
+	} else {
+		k.Stop()
+	}
 	mu.Lock()
 	phase = 1
 	mu.Unlock()
 	eventually(t, time.Minute, func() (bool, string) {
 		_, r, _ := count()
 		return r >= 3, fmt.Sprintf("%d refused while the broker is away", r)
+	})
+	eventually(t, wait, func() (bool, string) {
+		status, body := b.Do("GET", "/ready", nil, nil)
+		return status == 503, fmt.Sprintf("/ready while the broker is away: %d %s", status, body)
 	})
 	k.Start()
 	mu.Lock()
@@ -318,6 +335,9 @@ func TestKafkaBrokerRestartUnderTrafficLosesNothingAccepted(t *testing.T) {
 	})
 	close(stop)
 	<-done
+	if status, body := b.Do("GET", "/ready", nil, nil); status != 200 {
+		t.Errorf("/ready after the restart: %d %s", status, body)
+	}
 
 	got := map[int]int{}
 	mu.Lock()

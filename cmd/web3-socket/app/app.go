@@ -150,7 +150,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 			src, block = bus.WorkQueue(router.AuditGroup), true
 		}
 		audit, err = router.NewAuditMirror(router.AuditConfig{Kafka: cfg.kafkaConfig(cfg.AuditKafkaBrokers),
-			Topics: []string{topics.Inbound, topics.Outbound}, Block: block}, src, reg, log)
+			Topics: []string{topics.Inbound, topics.Outbound}, Block: block, FlushTimeout: cfg.ShutdownTimeout / 4}, src, reg, log)
 		if err != nil {
 			_ = bus.Close()
 			return nil, err
