@@ -111,6 +111,7 @@ run() {
 
 start() {
 	local dir=$1 port=$2 ctrl=$3
+	fetch >&2 # before the start-up clock runs
 	mkdir -p "$dir"
 	"$0" run "$dir" "$port" "$ctrl" >"$dir/broker.out" 2>&1 &
 	local pid=$!
