@@ -16,6 +16,10 @@ CLIENT_STAMP := $(CLIENT_DIR)/node_modules/.package-lock.json
 
 .PHONY: run build test test-integration lint node-deps clean
 
+# The Kafka suites use the broker in KAFKA_BROKERS, else an in-process kfake.
+KAFKA_SAYS = if [ -n "$${KAFKA_BROKERS:-}" ]; then echo "Kafka suites: broker at $$KAFKA_BROKERS (KAFKA_BROKERS)"; \
+	else echo "Kafka suites: in-process kfake cluster (set KAFKA_BROKERS for a real broker)"; fi
+
 run: ## start the server (no configuration needed in development)
 	$(GO) run ./cmd/web3-socket
 
@@ -23,9 +27,11 @@ build: ## bin/web3-socket with the version stamped in
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/web3-socket ./cmd/web3-socket
 
 test: node-deps ## unit tests and every suite in test/, with the race detector
+	@$(KAFKA_SAYS)
 	$(GO) test -race -count=1 ./...
 
 test-integration: node-deps ## only the suites in test/
+	@$(KAFKA_SAYS)
 	$(GO) test -race -count=1 ./test/...
 
 lint: ## gofmt, go vet, staticcheck

@@ -504,6 +504,12 @@ func (a *API) control(r *http.Request, action, room string) (int, any, error) {
 }
 
 func (a *API) publish(ctx context.Context, topic string, envs ...*schemas.Envelope) error {
+	// The accepting instance is recorded, for the audit trail.
+	for _, env := range envs {
+		if env.Instance == "" {
+			env.Instance = a.cfg.Instance
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.PublishTimeout)
 	defer cancel()
 	return a.pub.Publish(ctx, topic, envs...)

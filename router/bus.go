@@ -47,6 +47,7 @@ type BusConfig struct {
 	// LogWindow is how long the embedded bus keeps each topic's messages as
 	// its Log (0: it keeps none). The Redis bus's log is its streams.
 	LogWindow time.Duration
+	Kafka     KafkaConfig
 	// Metrics, when set, receive what only the bus can see (consumer lag).
 	Metrics *Metrics
 }
@@ -59,7 +60,7 @@ func NewBus(cfg BusConfig, log *slog.Logger) (Bus, error) {
 	case KindRedis:
 		return newRedisBus(cfg.Redis, cfg.Metrics, log)
 	case KindKafka:
-		return nil, fmt.Errorf("bus %q: not available in this build yet", cfg.Kind)
+		return newKafkaBus(cfg.Kafka, log)
 	default:
 		return nil, fmt.Errorf("bus %q: unknown kind (want memory, redis or kafka)", cfg.Kind)
 	}

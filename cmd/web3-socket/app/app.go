@@ -36,6 +36,9 @@ type App struct {
 	presence *handlers.Presence
 	backend  *handlers.Backend // nil without BACKEND_URL
 	server   *http.Server
+	// audit copies the bus traffic to Kafka (AUDIT_KAFKA_BROKERS); nil
+	// when off.
+	audit *router.AuditMirror
 }
 
 // backendGroup is the consumer group of the BACKEND_URL forwarder, shared by
@@ -91,7 +94,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 	bus, err := router.NewBus(router.BusConfig{Kind: cfg.Bus, Redis: router.RedisConfig{
 		URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort, Password: cfg.RedisPassword, DB: cfg.RedisDB,
 		TLS: cfg.RedisTLS, StreamMaxLen: cfg.RedisStreamMaxLen, Instance: cfg.InstanceID, ClaimIdle: cfg.RedisClaimIdle,
-	}, Metrics: busMetrics, LogWindow: cfg.RecoveryWindow}, log)
+	}, Kafka: cfg.kafkaConfig(cfg.KafkaBrokers), Metrics: busMetrics, LogWindow: cfg.RecoveryWindow}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +182,23 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 		return nil, err
 	}
 
+	var audit *router.AuditMirror
+	if len(cfg.AuditKafkaBrokers) > 0 && bus.Kind() != router.KindKafka {
+		// A Redis bus is read with a consumer group of its own (each
+		// envelope copied once, and the stream holds what Kafka could not
+		// take yet); the memory bus as one more fan-out subscriber.
+		src, block := bus.FanOut(), false
+		if bus.Kind() == router.KindRedis {
+			src, block = bus.WorkQueue(router.AuditGroup), true
+		}
+		audit, err = router.NewAuditMirror(router.AuditConfig{Kafka: cfg.kafkaConfig(cfg.AuditKafkaBrokers),
+			Topics: []string{topics.Inbound, topics.Outbound}, Block: block, FlushTimeout: cfg.ShutdownTimeout / 4}, src, reg, log)
+		if err != nil {
+			_ = bus.Close()
+			return nil, err
+		}
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/socket.io/", edge.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -186,7 +206,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 
 	return &App{
 		cfg: cfg, log: log, bus: bus, topics: topics, router: rt, bridge: edge, api: api, pub: pub, presence: presence,
-		backend: backend,
+		backend: backend, audit: audit,
 		server: &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -194,6 +214,15 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		},
 	}, nil
+}
+
+// kafkaConfig is the Kafka client configuration for brokers (the bus's or
+// the audit mirror's).
+func (c Config) kafkaConfig(brokers []string) router.KafkaConfig {
+	return router.KafkaConfig{
+		Brokers: brokers, ClientID: c.KafkaClientID, TLS: c.KafkaTLS, SASLMechanism: c.KafkaSASLMechanism,
+		SASLUser: c.KafkaSASLUsername, SASLPassword: c.KafkaSASLPassword, Partitions: int32(c.KafkaPartitions),
+	}
 }
 
 // Bus returns the instance's bus (tests publish and subscribe on it directly).
@@ -243,6 +272,18 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return a.bus.Close()
 	}
 
+	auditCtx, stopAudit := context.WithCancel(context.Background())
+	auditDone := make(chan struct{})
+	go func() {
+		defer close(auditDone)
+		if a.audit == nil {
+			return
+		}
+		if err := a.audit.Run(auditCtx); err != nil {
+			a.log.Error("audit mirror not running", "error", err)
+		}
+	}()
+
 	deliveryCtx, stopDelivery := context.WithCancel(context.Background())
 	deliveryDone := make(chan struct{})
 	go func() {
@@ -290,6 +331,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopDelivery()
 	<-deliveryDone
+	// After the router: what was published until now is mirrored too.
+	stopAudit()
+	<-auditDone
 	a.bridge.Close()
 	if err := <-httpDone; err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))

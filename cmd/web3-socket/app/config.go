@@ -86,6 +86,25 @@ type Config struct {
 	// this instance or another, and get its id, rooms and missed messages
 	// (Socket.IO connection-state recovery); 0 turns it off.
 	RecoveryWindow time.Duration `koanf:"recovery_window"`
+	// KafkaBrokers are the bootstrap brokers (host:port, comma-separated) of
+	// BUS=kafka.
+	KafkaBrokers  []string `koanf:"kafka_brokers"`
+	KafkaClientID string   `koanf:"kafka_client_id"`
+	// KafkaTLS connects to the brokers with TLS (system roots).
+	KafkaTLS bool `koanf:"kafka_tls"`
+	// KafkaSASLMechanism is empty (no SASL), PLAIN, SCRAM-SHA-256 or
+	// SCRAM-SHA-512.
+	KafkaSASLMechanism string `koanf:"kafka_sasl_mechanism"`
+	KafkaSASLUsername  string `koanf:"kafka_sasl_username"`
+	KafkaSASLPassword  string `koanf:"kafka_sasl_password"`
+	// KafkaPartitions is the partition count of the topics web3-socket
+	// creates.
+	KafkaPartitions int `koanf:"kafka_partitions"`
+	// AuditKafkaBrokers, with BUS=memory or redis, turns on the audit
+	// mirror: every inbound and outbound envelope is copied to the topics
+	// of the same names on these brokers (the KAFKA_CLIENT_ID, KAFKA_TLS and
+	// KAFKA_SASL_* settings apply to them).
+	AuditKafkaBrokers []string `koanf:"audit_kafka_brokers"`
 
 	TopicPrefix string `koanf:"topic_prefix"`
 	// InstanceID names this instance on the bus; generated when empty.
@@ -130,7 +149,7 @@ const redactedValue = "[REDACTED]"
 func (c Config) Production() bool { return c.Env == EnvProduction }
 
 // Redacted returns a copy of c whose secrets (JWT secret, API keys, Redis
-// password, the password inside REDIS_URL, backend secret) are replaced by "[REDACTED]". An
+// password, the password inside REDIS_URL, backend secret, Kafka SASL password) are replaced by "[REDACTED]". An
 // unset secret stays empty so that a dump still shows it is missing.
 func (c Config) Redacted() Config {
 	if c.JWTSecret != "" {
@@ -151,6 +170,9 @@ func (c Config) Redacted() Config {
 	}
 	if c.RedisURL != "" {
 		c.RedisURL = redactURL(c.RedisURL)
+	}
+	if c.KafkaSASLPassword != "" {
+		c.KafkaSASLPassword = redactedValue
 	}
 	return c
 }

@@ -59,6 +59,8 @@ func DefaultConfig() Config {
 		RedisStreamMaxLen: 1_000_000,
 		RedisClaimIdle:    5 * time.Second,
 		RecoveryWindow:    2 * time.Minute,
+		KafkaClientID:     "web3-socket",
+		KafkaPartitions:   6,
 		TopicPrefix:       "socket.",
 		MaxPayloadBytes:   1 << 20,
 		PingInterval:      25 * time.Second,
@@ -124,6 +126,14 @@ var settingUsage = map[string]string{
 	"event_rate_burst":           "burst of client events above the rate",
 	"max_connections_per_user":   "sockets one user may have on an instance (0: no bound)",
 	"shutdown_timeout":           "bound of a graceful shutdown (Go duration, e.g. 10s)",
+	"kafka_brokers":              "Kafka bootstrap brokers, comma-separated host:port (BUS=kafka)",
+	"kafka_client_id":            "client id web3-socket gives the Kafka brokers",
+	"kafka_tls":                  "connect to Kafka (and the audit brokers) with TLS",
+	"kafka_sasl_mechanism":       "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)",
+	"kafka_sasl_username":        "Kafka SASL user name",
+	"kafka_sasl_password":        "Kafka SASL password",
+	"kafka_partitions":           "partitions of the Kafka topics web3-socket creates",
+	"audit_kafka_brokers":        "with BUS=memory or redis: copy every inbound and outbound envelope to these Kafka brokers",
 }
 
 // NewFlagSet returns a flag set holding --config and one flag per setting

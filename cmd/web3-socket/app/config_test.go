@@ -145,6 +145,9 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		"BACKEND_SECRET": "bs", "BACKEND_TIMEOUT": "2s", "BACKEND_RETRIES": "4", "BACKEND_RETRY_INTERVAL": "50ms",
 		"BACKEND_RETRY_MAX_INTERVAL": "3s", "BACKEND_BREAKER_FAILURES": "9", "BACKEND_BREAKER_TIMEOUT": "7s",
 		"IDEMPOTENCY_WINDOW": "90s",
+		"KAFKA_BROKERS":      "k1:9092,k2:9092", "KAFKA_CLIENT_ID": "ws-1", "KAFKA_TLS": "true",
+		"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "ku", "KAFKA_SASL_PASSWORD": "kp",
+		"KAFKA_PARTITIONS": "12", "AUDIT_KAFKA_BROKERS": "a1:9092",
 	}
 	cfg, _, err := layers{env: env}.load(t)
 	if err != nil {
@@ -164,6 +167,9 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		BackendSecret: "bs", BackendTimeout: 2 * time.Second, BackendRetries: 4, BackendRetryInterval: 50 * time.Millisecond,
 		BackendRetryMaxInterval: 3 * time.Second, BackendBreakerFailures: 9, BackendBreakerTimeout: 7 * time.Second,
 		IdempotencyWindow: 90 * time.Second,
+		KafkaBrokers:      []string{"k1:9092", "k2:9092"}, KafkaClientID: "ws-1", KafkaTLS: true,
+		KafkaSASLMechanism: "SCRAM-SHA-512", KafkaSASLUsername: "ku", KafkaSASLPassword: "kp",
+		KafkaPartitions: 12, AuditKafkaBrokers: []string{"a1:9092"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("\n got %+v\nwant %+v", cfg, want)
@@ -443,7 +449,18 @@ func TestValidate(t *testing.T) {
 		{"log sizes ignored without LOG_TO_FILE", func(c *Config) { c.LogMaxSize, c.LogMaxFiles = 0, 0 }, ""},
 		{"unknown bus", func(c *Config) { c.Bus = "nats" }, `BUS: "nats" is not a bus`},
 		{"redis bus", func(c *Config) { c.Bus = "redis" }, ""},
-		{"kafka bus", func(c *Config) { c.Bus = "kafka" }, ""},
+		{"kafka bus", func(c *Config) { c.Bus, c.KafkaBrokers = "kafka", []string{"k:9092", "[::1]:9092"} }, ""},
+		{"kafka bus without brokers", func(c *Config) { c.Bus = "kafka" }, "KAFKA_BROKERS: required with BUS=kafka"},
+		{"kafka broker without port", func(c *Config) { c.Bus, c.KafkaBrokers = "kafka", []string{"k"} }, `KAFKA_BROKERS: "k" is not host:port`},
+		{"audit mirror with the kafka bus", func(c *Config) {
+			c.Bus, c.KafkaBrokers, c.AuditKafkaBrokers = "kafka", []string{"k:9092"}, []string{"k:9092"}
+		}, "AUDIT_KAFKA_BROKERS: not with BUS=kafka"},
+		{"audit mirror with redis", func(c *Config) { c.Bus, c.AuditKafkaBrokers = "redis", []string{"k:9092"} }, ""},
+		{"audit broker without port", func(c *Config) { c.AuditKafkaBrokers = []string{"k:"} }, `AUDIT_KAFKA_BROKERS: "k:" is not host:port`},
+		{"unknown SASL mechanism", func(c *Config) { c.KafkaSASLMechanism = "GSSAPI" }, `KAFKA_SASL_MECHANISM: "GSSAPI"`},
+		{"SASL without user", func(c *Config) { c.KafkaSASLMechanism = "PLAIN" }, "KAFKA_SASL_USERNAME: required"},
+		{"SASL SCRAM", func(c *Config) { c.KafkaSASLMechanism, c.KafkaSASLUsername = "SCRAM-SHA-256", "u" }, ""},
+		{"no partitions", func(c *Config) { c.KafkaPartitions = 0 }, "KAFKA_PARTITIONS: 0"},
 		{"redis bus with a bad port", func(c *Config) { c.Bus, c.RedisPort = "redis", 0 }, "REDIS_PORT: 0 is not a TCP port"},
 		{"redis URL not redis", func(c *Config) { c.RedisURL = "http://redis:6379" }, "REDIS_URL:"},
 		{"negative redis db", func(c *Config) { c.RedisDB = -1 }, "REDIS_DB: -1"},
@@ -510,9 +527,10 @@ func TestRedactedHidesEverySecret(t *testing.T) {
 	c.RedisPassword = "redis-pass-value"
 	c.BackendSecret = "backend-secret-value"
 	c.RedisURL = "redis://user:url-pass-value@redis:6379/0"
+	c.KafkaSASLPassword = "kafka-pass-value"
 
 	dump := strings.Join(c.Redacted().EnvLines(), "\n")
-	for _, secret := range []string{c.JWTSecret, c.APIKeys[0], c.APIKeys[1], c.RedisPassword, "url-pass-value", c.BackendSecret} {
+	for _, secret := range []string{c.JWTSecret, c.APIKeys[0], c.APIKeys[1], c.RedisPassword, "url-pass-value", c.BackendSecret, c.KafkaSASLPassword} {
 		if strings.Contains(dump, secret) {
 			t.Errorf("redacted dump contains %q:\n%s", secret, dump)
 		}

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 )
@@ -114,13 +115,42 @@ func (c Config) Validate() error {
 	}
 
 	switch c.Bus {
-	case "memory", "kafka":
+	case "memory":
+	case "kafka":
+		if len(c.KafkaBrokers) == 0 {
+			fail("KAFKA_BROKERS: required with BUS=kafka (comma-separated host:port)")
+		}
+		if len(c.AuditKafkaBrokers) > 0 {
+			fail("AUDIT_KAFKA_BROKERS: not with BUS=kafka: the bus topics are the audit trail")
+		}
 	case "redis":
 		if c.RedisURL == "" && (c.RedisPort < 1 || c.RedisPort > 65535) {
 			fail("REDIS_PORT: %d is not a TCP port: want 1 to 65535", c.RedisPort)
 		}
 	default:
 		fail("BUS: %q is not a bus: want memory, redis or kafka", c.Bus)
+	}
+	for _, list := range []struct {
+		name    string
+		brokers []string
+	}{{"KAFKA_BROKERS", c.KafkaBrokers}, {"AUDIT_KAFKA_BROKERS", c.AuditKafkaBrokers}} {
+		for _, b := range list.brokers {
+			if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+				fail("%s: %q is not host:port", list.name, b)
+			}
+		}
+	}
+	switch c.KafkaSASLMechanism {
+	case "":
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if c.KafkaSASLUsername == "" {
+			fail("KAFKA_SASL_USERNAME: required with KAFKA_SASL_MECHANISM=%s", c.KafkaSASLMechanism)
+		}
+	default:
+		fail("KAFKA_SASL_MECHANISM: %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.KafkaSASLMechanism)
+	}
+	if c.KafkaPartitions < 1 {
+		fail("KAFKA_PARTITIONS: %d: want 1 or more", c.KafkaPartitions)
 	}
 	if c.RedisURL != "" {
 		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
