@@ -2,9 +2,11 @@ package schemas
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 )
 
 // scanCases are payloads for the scanner beyond the validation suites':
@@ -117,6 +119,42 @@ func FuzzScanAgreesWithEncodingJSON(f *testing.F) {
 		var w wireEnvelope
 		if w.scan(payload) && !json.Valid(payload) {
 			t.Fatalf("scan decodes %q, which is not JSON", payload)
+		}
+	})
+}
+
+// TestIsDateAgreesWithTimeParse checks isDate against time.Parse on every
+// February of years 0000 to 9999 (leap years), and on every month of some
+// years, with days and months just out of range.
+func TestIsDateAgreesWithTimeParse(t *testing.T) {
+	check := func(year, month int) {
+		for day := range 33 {
+			s := fmt.Sprintf("%04d-%02d-%02d", year, month, day)
+			_, err := time.Parse(time.DateOnly, s)
+			if got := isDate(s); got != (err == nil) {
+				t.Fatalf("isDate(%q) = %v, time.Parse says %v", s, got, err)
+			}
+		}
+	}
+	for year := range 10000 {
+		check(year, 2)
+	}
+	for _, year := range []int{0, 1, 1900, 2000, 2023, 2024, 2026, 9999} {
+		for month := range 14 {
+			check(year, month)
+		}
+	}
+}
+
+// FuzzIsDateAgreesWithTimeParse looks for other strings on which they differ.
+func FuzzIsDateAgreesWithTimeParse(f *testing.F) {
+	for _, s := range []string{"2026-11-27", "2024-02-29", "2023-02-29", "+026-11-27", "2026-1-27", "2026/11/27", "", "2026-11-270"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		_, err := time.Parse(time.DateOnly, s)
+		if got := isDate(s); got != (err == nil) {
+			t.Fatalf("isDate(%q) = %v, time.Parse says %v", s, got, err)
 		}
 	})
 }
