@@ -325,6 +325,7 @@ func (b *Bridge) onConnection(args ...any) {
 	}
 	_ = s.On("disconnect", func(args ...any) {
 		b.registry.remove(user, s.Id())
+		b.ungate(s)
 		b.metrics.connectionsActive.Dec()
 		var reason string
 		if len(args) > 0 {

@@ -123,9 +123,16 @@ func (b *Bridge) deliver(batch []queued) {
 	sent := 0
 	for _, ps := range pending {
 		s := ps.s
-		if g, recovering := b.gateOf(s); recovering && g.hold(packets, ps.packets) {
-			// Written in log order once what it missed is (Bridge.recover).
-			continue
+		if g, recovering := b.gateOf(s); recovering {
+			// Held until what it missed is written (Bridge.recover), then
+			// written unless recovery sent them already.
+			write, past := g.pass(packets, ps.packets, b.cfg.Log.Compare)
+			if past {
+				b.ungate(s)
+			}
+			if ps.packets = write; len(write) == 0 {
+				continue
+			}
 		}
 		if !s.Connected() {
 			continue

@@ -28,25 +28,37 @@ const recoveryTimeout = 10 * time.Second
 
 // recoveryGate holds the packets delivered live to a socket while what it
 // missed is read from the log, so that it gets both in log order and each
-// once.
+// once. Once released it drops the live packets that recovery already sent:
+// the live path may be behind the end of the log recovery read.
 type recoveryGate struct {
 	mu       sync.Mutex
 	released bool
-	held     []encodedPacket
+	// floor, once released, is the offset of the last message recovery
+	// read from the log.
+	floor string
+	held  []encodedPacket
 }
 
-// hold keeps packets for the socket and reports true, or reports false once
-// the gate is released (the caller writes them itself).
-func (g *recoveryGate) hold(packets []encodedPacket, indexes []int) bool {
+// pass takes the live packets of indexes for the socket. Before release it
+// keeps them and returns none; after, it returns those after floor, for the
+// caller to write, and past reports that the live path has gone beyond
+// floor (the gate has nothing left to do).
+func (g *recoveryGate) pass(packets []encodedPacket, indexes []int, compare func(a, b string) int) (write []int, past bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.released {
-		return false
+	if !g.released {
+		for _, i := range indexes {
+			g.held = append(g.held, packets[i])
+		}
+		return nil, false
 	}
-	for _, i := range indexes {
-		g.held = append(g.held, packets[i])
+	for k, i := range indexes {
+		if compare(packets[i].offset, g.floor) > 0 {
+			// The live path is in log order: everything from here on is new.
+			return indexes[k:], true
+		}
 	}
-	return true
+	return nil, false
 }
 
 // gate starts holding live packets for s, before it is registered.
@@ -105,9 +117,10 @@ func (b *Bridge) recover(ctx context.Context, s *socket.Socket, user, offset str
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	defer b.ungate(s)
 	g.released = true
+	g.floor = last
 	if err != nil {
+		defer b.ungate(s)
 		b.metrics.errors.WithLabelValues(errRecovery).Inc()
 		b.log.Warn("missed messages could not be read; closing the connection so that the client tries again",
 			"user", user, "socket", string(s.Id()), "offset", offset, "error", err)
