@@ -16,8 +16,9 @@ import (
 // streamReader is a fan-out message.Subscriber over Redis Streams: every
 // subscriber reads every entry added after it subscribed, many entries per
 // XREAD (the adapter's fan-out subscriber reads one per round trip). Entries
-// are handed over one at a time, each after the previous one was acked, so
-// order is kept; a nacked entry is handed over again.
+// are handed over one at a time, each after the previous one was acked, or,
+// to the router, the entries of each XREAD as one batch (SubscribeBatches),
+// so order is kept; what was nacked is handed over again.
 type streamReader struct {
 	client *redis.Client
 	log    *slog.Logger
