@@ -98,13 +98,18 @@ func (b *Bridge) deliver(batch []queued) {
 	var reach []*socket.Socket
 	for _, q := range batch {
 		env := q.env
+		b.metrics.deliveryLatency.Observe(now.Sub(env.TS).Seconds())
+		// Envelopes for sockets of other instances are common in a cluster:
+		// those are not encoded.
+		if reach = b.recipients(reach[:0], env.To); len(reach) == 0 {
+			continue
+		}
 		p, err := b.encode(nsp.Name(), env, q.offset)
 		if err != nil {
 			b.log.Warn("envelope not deliverable", "id", env.ID, "event", env.Event, "error", err)
 			continue
 		}
 		packets = append(packets, p)
-		reach = b.recipients(reach[:0], env.To)
 		for _, s := range reach {
 			i, seen := slot[s]
 			if !seen {
@@ -114,7 +119,6 @@ func (b *Bridge) deliver(batch []queued) {
 			}
 			pending[i].packets = append(pending[i].packets, len(packets)-1)
 		}
-		b.metrics.deliveryLatency.Observe(now.Sub(env.TS).Seconds())
 	}
 	sent := 0
 	for _, ps := range pending {

@@ -209,8 +209,11 @@ func (l *memoryLog) find(offset string) (int, bool) {
 }
 
 type memorySubscription struct {
-	out  chan *message.Message
-	done chan struct{} // closed when the subscription ends
+	// ctx is the subscriber's; batches says it takes batches (SubscribeBatches).
+	ctx     context.Context
+	batches bool
+	out     chan *message.Message
+	done    chan struct{} // closed when the subscription ends
 	// sending is held while a message is handed over, so that out is closed
 	// only between two sends.
 	sending sync.Mutex
@@ -238,17 +241,24 @@ func (p *memoryPubSub) Publish(topic string, msgs ...*message.Message) error {
 	}
 	subs := p.subs[topic]
 	p.mu.RUnlock()
-	var log *memoryLog
 	if p.logWindow > 0 {
 		l, _ := p.logs.LoadOrStore(topic, &memoryLog{epoch: p.epoch})
-		log = l.(*memoryLog)
+		for _, msg := range msgs {
+			l.(*memoryLog).append(p.logWindow, msg)
+		}
+	}
+	// Subscribers of batches share the messages, which they do not ack;
+	// the others get a copy each.
+	for _, s := range subs {
+		if s.batches {
+			s.deliverBatch(msgs, p.closing)
+		}
 	}
 	for _, msg := range msgs {
-		if log != nil {
-			log.append(p.logWindow, msg)
-		}
 		for _, s := range subs {
-			s.deliver(msg, p.closing)
+			if !s.batches {
+				s.deliver(msg, p.closing)
+			}
 		}
 	}
 	return nil
@@ -260,39 +270,69 @@ func (s *memorySubscription) deliver(msg *message.Message, closing <-chan struct
 	for {
 		m := msg.Copy()
 		m.SetContext(msg.Context())
-		s.sending.Lock()
-		select {
-		case <-s.done:
-			s.sending.Unlock()
-			return
-		default:
-		}
-		select {
-		case s.out <- m:
-		case <-s.done:
-			s.sending.Unlock()
-			return
-		case <-closing:
-			s.sending.Unlock()
-			return
-		}
-		s.sending.Unlock()
-		select {
-		case <-m.Acked():
-			return
-		case <-m.Nacked():
-		case <-s.done:
-			return
-		case <-closing:
+		if acked, ended := s.handOver(m, closing); acked || ended {
 			return
 		}
 	}
 }
 
+// deliverBatch hands msgs to the subscription as one batch message and waits
+// for its ack; after a nack it hands over the messages that were not handled.
+func (s *memorySubscription) deliverBatch(msgs []*message.Message, closing <-chan struct{}) {
+	for len(msgs) > 0 {
+		b := &messageBatch{msgs: msgs}
+		if acked, ended := s.handOver(newBatchMessage(s.ctx, b), closing); acked || ended {
+			return
+		}
+		msgs = msgs[b.done:]
+	}
+}
+
+// handOver gives m to the subscriber and waits until it acks or nacks it, or
+// the subscription or the bus ends.
+func (s *memorySubscription) handOver(m *message.Message, closing <-chan struct{}) (acked, ended bool) {
+	s.sending.Lock()
+	select {
+	case <-s.done:
+		s.sending.Unlock()
+		return false, true
+	default:
+	}
+	select {
+	case s.out <- m:
+	case <-s.done:
+		s.sending.Unlock()
+		return false, true
+	case <-closing:
+		s.sending.Unlock()
+		return false, true
+	}
+	s.sending.Unlock()
+	select {
+	case <-m.Acked():
+		return true, false
+	case <-m.Nacked():
+		return false, false
+	case <-s.done:
+	case <-closing:
+	}
+	return false, true
+}
+
 // Subscribe returns the messages of topic published from now on, until ctx is
 // done or the bus is closed.
 func (p *memoryPubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	s := &memorySubscription{out: make(chan *message.Message), done: make(chan struct{})}
+	return p.subscribe(ctx, topic, false)
+}
+
+// SubscribeBatches is Subscribe with the messages of each Publish call handed
+// over as one batch (see batchSubscriber).
+func (p *memoryPubSub) SubscribeBatches(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	return p.subscribe(ctx, topic, true)
+}
+
+func (p *memoryPubSub) subscribe(ctx context.Context, topic string, batches bool) (<-chan *message.Message, error) {
+	s := &memorySubscription{ctx: ctx, batches: batches, out: make(chan *message.Message), done: make(chan struct{})}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

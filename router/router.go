@@ -56,6 +56,7 @@ type Router struct {
 	bus     Bus
 	metrics *Metrics
 	retry   middleware.Retry
+	poison  message.HandlerMiddleware
 }
 
 // New returns a Router over bus with the recoverer, retry and poison queue
@@ -83,27 +84,29 @@ func New(cfg Config, bus Bus, metrics *Metrics, log *slog.Logger) (*Router, erro
 		Multiplier:      2,
 		ShouldRetry:     func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) && !IsDeferred(p.Err) },
 	}
-	// Counting, panic recovery and retries happen in each handler (see wrap):
-	// every middleware is a frame on a fresh goroutine's stack for every
-	// message, and a deep chain made each of them grow its stack.
-	wm.AddMiddleware(poison)
-	return &Router{wm: wm, bus: bus, metrics: metrics, retry: retry}, nil
+	// Counting, panic recovery, retries and the poison queue apply to each
+	// message, in the router's handler (see wrap): the router gets batches
+	// of messages (batch.go).
+	return &Router{wm: wm, bus: bus, metrics: metrics, retry: retry, poison: poison}, nil
 }
 
 // HandleFanOut registers fn for every message of topic, as every instance sees it.
 func (r *Router) HandleFanOut(name, topic string, fn HandlerFunc) {
-	r.wm.AddConsumerHandler(name, topic, r.bus.FanOut(), r.wrap(topic, fn))
+	r.wm.AddConsumerHandler(name, topic, batchesOf(r.bus.FanOut()), r.wrap(topic, fn))
 }
 
 // HandleWorkQueue registers fn for the messages of topic shared by group.
 func (r *Router) HandleWorkQueue(name, topic, group string, fn HandlerFunc) {
-	r.wm.AddConsumerHandler(name, topic, r.bus.WorkQueue(group), r.wrap(topic, fn))
+	r.wm.AddConsumerHandler(name, topic, batchesOf(r.bus.WorkQueue(group)), r.wrap(topic, fn))
 }
 
-// wrap counts, recovers and retries one handler: a panic becomes an error, a
-// transient error is retried with backoff, and what is still failing after
-// the last attempt is returned for the poison queue (and counted). A deferred
-// error is returned at once, for the message to be nacked.
+// wrap counts, recovers, retries and poisons for one handler: a panic becomes
+// an error, a transient error is retried with backoff, and a message still
+// failing after the last attempt goes to the poison topic (and is counted). A
+// deferred error is returned at once, for the message to be nacked. The
+// router's handler runs it on each message of a batch in turn; an error (a
+// deferred message, or the poison topic refused one) nacks the batch from that
+// message on.
 func (r *Router) wrap(topic string, fn HandlerFunc) message.NoPublishHandlerFunc {
 	consumed := r.metrics.consumed.WithLabelValues(topic)
 	poisoned := r.metrics.poisoned.WithLabelValues(topic)
@@ -123,7 +126,10 @@ func (r *Router) wrap(topic string, fn HandlerFunc) message.NoPublishHandlerFunc
 	// costs more than a message that succeeds at once: it only sees those
 	// that failed once.
 	retried := r.retry.Middleware(attempt)
-	return func(msg *message.Message) error {
+	// handle handles msg, which the router got as routed (itself, or the
+	// batch carrying it), whose context names the handler and topic for the
+	// poison queue.
+	handle := func(msg, routed *message.Message) error {
 		consumed.Inc()
 		_, err := attempt(msg)
 		if IsDeferred(err) {
@@ -132,10 +138,29 @@ func (r *Router) wrap(topic string, fn HandlerFunc) message.NoPublishHandlerFunc
 		if err != nil && !IsPermanent(err) {
 			_, err = retried(msg)
 		}
-		if err != nil && !IsDeferred(err) {
-			poisoned.Inc()
+		if err == nil || IsDeferred(err) {
+			return err
 		}
+		poisoned.Inc()
+		// The poison queue marks the message it publishes: a copy, as the
+		// subscriptions of the embedded bus share the messages of a batch.
+		p := msg.Copy()
+		p.SetContext(routed.Context())
+		_, err = r.poison(func(*message.Message) ([]*message.Message, error) { return nil, err })(p)
 		return err
+	}
+	return func(msg *message.Message) error {
+		b, ok := batchOf(msg)
+		if !ok {
+			return handle(msg, msg)
+		}
+		for _, m := range b.msgs {
+			if err := handle(m, msg); err != nil {
+				return err
+			}
+			b.done++
+		}
+		return nil
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 // streamReader is a fan-out message.Subscriber over Redis Streams: every
 // subscriber reads every entry added after it subscribed, many entries per
 // XREAD (the adapter's fan-out subscriber reads one per round trip). Entries
-// are handed over one at a time, each after the previous one was acked, so
-// order is kept; a nacked entry is handed over again.
+// are handed over one at a time, each after the previous one was acked, or,
+// to the router, the entries of each XREAD as one batch (SubscribeBatches),
+// so order is kept; what was nacked is handed over again.
 type streamReader struct {
 	client *redis.Client
 	log    *slog.Logger
@@ -43,6 +45,16 @@ func newStreamReader(client *redis.Client, metrics *Metrics, log *slog.Logger) *
 
 // Subscribe starts reading topic from its current end.
 func (s *streamReader) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	return s.subscribe(ctx, topic, handOverEach)
+}
+
+// SubscribeBatches is Subscribe with the entries of each XREAD handed over
+// as one batch (see batchSubscriber).
+func (s *streamReader) SubscribeBatches(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	return s.subscribe(ctx, topic, handOverBatch)
+}
+
+func (s *streamReader) subscribe(ctx context.Context, topic string, hand handOff) (<-chan *message.Message, error) {
 	select {
 	case <-s.closing:
 		return nil, errors.New("redis reader: closed")
@@ -63,11 +75,11 @@ func (s *streamReader) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	}
 	out := make(chan *message.Message)
 	s.readers.Add(1)
-	go s.read(ctx, topic, start, out)
+	go s.read(ctx, topic, start, hand, out)
 	return out, nil
 }
 
-func (s *streamReader) read(ctx context.Context, topic, after string, out chan<- *message.Message) {
+func (s *streamReader) read(ctx context.Context, topic, after string, hand handOff, out chan<- *message.Message) {
 	defer s.readers.Done()
 	defer close(out)
 	ctx, cancel := untilClosed(ctx, s.closing)
@@ -94,16 +106,24 @@ func (s *streamReader) read(ctx context.Context, topic, after string, out chan<-
 			continue
 		}
 		delay = 0
+		var msgs []*message.Message
 		for _, xs := range streams {
+			msgs = slices.Grow(msgs, len(xs.Messages))
 			for _, entry := range xs.Messages {
 				msg, err := unmarshalEntry(entry)
 				if err != nil {
 					s.log.Warn("stream entry skipped", "topic", topic, "entry", entry.ID, "error", err)
-				} else if !handOver(ctx, msg, out) {
-					return
+					continue
 				}
-				after = entry.ID
+				msg.SetContext(ctx)
+				msgs = append(msgs, msg)
 			}
+			if n := len(xs.Messages); n > 0 {
+				after = xs.Messages[n-1].ID
+			}
+		}
+		if hand(ctx, msgs, out) < len(msgs) {
+			return
 		}
 	}
 }

@@ -61,6 +61,16 @@ func (g *groupReader) createGroupAt(ctx context.Context, topic, start string) er
 
 // Subscribe joins the group on topic (creating it when needed) and reads.
 func (g *groupReader) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	return g.subscribe(ctx, topic, handOverEach)
+}
+
+// SubscribeBatches is Subscribe with the entries of each read handed over as
+// one batch (see batchSubscriber).
+func (g *groupReader) SubscribeBatches(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	return g.subscribe(ctx, topic, handOverBatch)
+}
+
+func (g *groupReader) subscribe(ctx context.Context, topic string, hand handOff) (<-chan *message.Message, error) {
 	select {
 	case <-g.closing:
 		return nil, errors.New("redis group reader: closed")
@@ -71,11 +81,11 @@ func (g *groupReader) Subscribe(ctx context.Context, topic string) (<-chan *mess
 	}
 	out := make(chan *message.Message)
 	g.readers.Add(1)
-	go g.read(ctx, topic, out)
+	go g.read(ctx, topic, hand, out)
 	return out, nil
 }
 
-func (g *groupReader) read(ctx context.Context, topic string, out chan<- *message.Message) {
+func (g *groupReader) read(ctx context.Context, topic string, hand handOff, out chan<- *message.Message) {
 	defer g.readers.Done()
 	defer close(out)
 	ctx, cancel := untilClosed(ctx, g.closing)
@@ -88,7 +98,7 @@ func (g *groupReader) read(ctx context.Context, topic string, out chan<- *messag
 	for ctx.Err() == nil {
 		if g.claimIdle > 0 && time.Since(lastClaim) >= g.claimIdle/2 {
 			lastClaim = time.Now()
-			if !g.claim(ctx, topic, out) {
+			if !g.claim(ctx, topic, hand, out) {
 				return
 			}
 		}
@@ -125,14 +135,14 @@ func (g *groupReader) read(ctx context.Context, topic string, out chan<- *messag
 			next = ">" // no pending entries of ours left
 			continue
 		}
-		if !g.handle(ctx, topic, entries, out) {
+		if !g.handle(ctx, topic, entries, hand, out) {
 			return
 		}
 	}
 }
 
 // claim takes over entries other consumers left pending too long.
-func (g *groupReader) claim(ctx context.Context, topic string, out chan<- *message.Message) bool {
+func (g *groupReader) claim(ctx context.Context, topic string, hand handOff, out chan<- *message.Message) bool {
 	start := "0-0"
 	for {
 		entries, cursor, err := g.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: topic, Group: g.group,
@@ -145,7 +155,7 @@ func (g *groupReader) claim(ctx context.Context, topic string, out chan<- *messa
 		}
 		if len(entries) > 0 {
 			g.log.Info("claimed pending entries", "topic", topic, "count", len(entries))
-			if !g.handle(ctx, topic, entries, out) {
+			if !g.handle(ctx, topic, entries, hand, out) {
 				return false
 			}
 		}
@@ -156,30 +166,34 @@ func (g *groupReader) claim(ctx context.Context, topic string, out chan<- *messa
 	}
 }
 
-// handle hands the entries over in order and acknowledges them together.
-func (g *groupReader) handle(ctx context.Context, topic string, entries []redis.XMessage, out chan<- *message.Message) bool {
-	ids := make([]string, 0, len(entries))
-	defer func() {
-		if len(ids) > 0 {
-			actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := g.client.XAck(actx, topic, g.group, ids...).Err(); err != nil {
-				// Not acknowledged: the entries stay pending and are handed
-				// over again (by this consumer on restart, or a claim).
-				g.log.Warn("xack failed", "topic", topic, "entries", len(ids), "error", err)
-			}
-		}
-	}()
+// handle hands the entries over in order and acknowledges together those
+// that were handled (or skipped, not being messages).
+func (g *groupReader) handle(ctx context.Context, topic string, entries []redis.XMessage, hand handOff, out chan<- *message.Message) bool {
+	msgs := make([]*message.Message, 0, len(entries))
+	ids := make([]string, 0, len(entries)) // ids[i] is msgs[i]'s entry
+	var skipped []string
 	for _, entry := range entries {
 		msg, err := unmarshalEntry(entry)
 		if err != nil {
 			g.log.Warn("stream entry skipped", "topic", topic, "entry", entry.ID, "error", err)
-		} else if !handOver(ctx, msg, out) {
-			return false
+			skipped = append(skipped, entry.ID)
+			continue
 		}
+		msg.SetContext(ctx)
+		msgs = append(msgs, msg)
 		ids = append(ids, entry.ID)
 	}
-	return true
+	handled := hand(ctx, msgs, out)
+	if done := append(skipped, ids[:handled]...); len(done) > 0 {
+		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := g.client.XAck(actx, topic, g.group, done...).Err(); err != nil {
+			// Not acknowledged: the entries stay pending and are handed
+			// over again (by this consumer on restart, or a claim).
+			g.log.Warn("xack failed", "topic", topic, "entries", len(done), "error", err)
+		}
+	}
+	return handled == len(msgs)
 }
 
 // Close stops every reader and waits for them.

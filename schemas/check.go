@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 )
 
@@ -365,13 +364,36 @@ func dateTimeError(s string) string {
 	case s[10] != 'T' && s[10] != 't':
 		return "11th character must be t or T"
 	}
-	if _, err := time.Parse(time.DateOnly, s[:10]); err != nil {
+	if !isDate(s[:10]) {
 		return "invalid date element"
 	}
 	if !isTime(s[11:]) {
 		return "invalid time element"
 	}
 	return ""
+}
+
+// isDate reports whether s is a date time.Parse(time.DateOnly, s) accepts
+// (2006-01-02, a day that exists), without its cost: it is on the path of
+// every envelope.
+func isDate(s string) bool {
+	if len(s) != len("2006-01-02") || s[4] != '-' || s[7] != '-' {
+		return false
+	}
+	hi, okHi := twoDigits(s[0:2])
+	lo, okLo := twoDigits(s[2:4])
+	month, okM := twoDigits(s[5:7])
+	day, okD := twoDigits(s[8:10])
+	if !okHi || !okLo || !okM || !okD || month < 1 || month > 12 || day < 1 {
+		return false
+	}
+	year := hi*100 + lo
+	leap := year%4 == 0 && (year%100 != 0 || year%400 == 0)
+	days := [...]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[month-1]
+	if month == 2 && leap {
+		days = 29
+	}
+	return day <= days
 }
 
 // isTime reports whether s is an RFC 3339 full-time (15:04:05.999Z07:00).

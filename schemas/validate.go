@@ -80,26 +80,42 @@ func invalid(fields ...FieldError) error {
 // that is not JSON gives an "envelope malformed: …" error; one that breaks the
 // schema gives "envelope invalid: /field: …". Both wrap ErrInvalid.
 func Decode(payload []byte) (*Envelope, error) {
-	var w wireEnvelope
-	if err := json.Unmarshal(payload, &w); err != nil {
-		// encoding/json checks the syntax of the whole payload first, so a
-		// payload that is not JSON gets a SyntaxError and nothing else.
-		var serr *json.SyntaxError
-		if errors.As(err, &serr) {
-			return nil, malformed(err)
+	var scanned wireEnvelope // kept on the stack: decodeWire's escapes
+	w := &scanned
+	if !scanned.scan(payload) {
+		decoded := new(wireEnvelope)
+		if err := decoded.decodeWire(payload); err != nil {
+			return nil, err
 		}
-		if typeOf(payload) == jsonObject {
-			// Cannot happen: the wire types take any JSON value.
-			return nil, invalid(FieldError{Field: "/", Message: err.Error()})
-		}
-	}
-	if t := typeOf(payload); t != jsonObject {
-		return nil, invalid(FieldError{Field: "/", Message: "got " + t.String() + ", want object"})
+		w = decoded
 	}
 	if fields := w.check(); fields != nil {
 		return nil, invalid(fields...)
 	}
 	return w.envelope(), nil
+}
+
+// decodeWire fills w from payload with encoding/json, which decides what an
+// envelope unusual enough for scan to refuse means (escapes, names in
+// another case, repeated names); it returns the error for a payload that is
+// not JSON or not an object.
+func (w *wireEnvelope) decodeWire(payload []byte) error {
+	if err := json.Unmarshal(payload, w); err != nil {
+		// encoding/json checks the syntax of the whole payload first, so a
+		// payload that is not JSON gets a SyntaxError and nothing else.
+		var serr *json.SyntaxError
+		if errors.As(err, &serr) {
+			return malformed(err)
+		}
+		if typeOf(payload) == jsonObject {
+			// Cannot happen: the wire types take any JSON value.
+			return invalid(FieldError{Field: "/", Message: err.Error()})
+		}
+	}
+	if t := typeOf(payload); t != jsonObject {
+		return invalid(FieldError{Field: "/", Message: "got " + t.String() + ", want object"})
+	}
+	return nil
 }
 
 // Encode checks e against the envelope schema and returns its JSON encoding,

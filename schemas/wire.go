@@ -161,14 +161,20 @@ func (f *wireTime) UnmarshalJSON(b []byte) error {
 	if f.typ != jsonString {
 		return nil
 	}
-	var err error
-	if f.text, err = unquote(b); err != nil {
+	text, err := unquote(b)
+	if err != nil {
 		return err
 	}
+	f.set(text)
+	return nil
+}
+
+// set records what the string text says as a ts.
+func (f *wireTime) set(text string) {
+	f.text = text
 	if f.notRFC3339 = dateTimeError(f.text); f.notRFC3339 == "" {
 		f.t, f.err = time.Parse(time.RFC3339, f.text)
 	}
-	return nil
 }
 
 // wireList is a list of ids (users, rooms or sockets).

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/web3-socket/web3-socket/test/harness"
 )
@@ -147,7 +150,7 @@ func TestNoRecoveryAfterTheWindow(t *testing.T) {
 // where they recover their sessions (kept in Redis by A) and every message,
 // in order, each once.
 func TestRecoveryAcrossInstancesAfterKill9(t *testing.T) {
-	_, a, b := startRedisPair(t)
+	r, a, b := startRedisPair(t)
 	p := harness.StartProxy(t, hostPort(a))
 	d := harness.NewDriver(t)
 	const users = 4
@@ -204,6 +207,9 @@ func TestRecoveryAcrossInstancesAfterKill9(t *testing.T) {
 			next[name]++
 		}
 	}
+	// A saves new sessions every 200ms: one that dies sooner after a
+	// client connected loses it (as documented). Here A dies once it has.
+	awaitSessionsKept(t, r, users)
 	p.SetTarget(hostPort(b))
 	if err := a.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -236,5 +242,29 @@ func TestRecoveryAcrossInstancesAfterKill9(t *testing.T) {
 	}
 	if got := metric(t, b, "socket_recovered_total"); got < users {
 		t.Errorf("socket_recovered_total on B = %v, want at least %d", got, users)
+	}
+}
+
+// awaitSessionsKept waits until Redis holds n sessions (socket.session:*).
+func awaitSessionsKept(t *testing.T, r *harness.Redis, n int) {
+	t.Helper()
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(opts)
+	defer rc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		keys, err := rc.Keys(ctx, "socket.session:*").Result()
+		cancel()
+		if err == nil && len(keys) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Redis holds %d sessions (%v), want %d", len(keys), err, n)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1,0 +1,140 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// flakyPoisonBus is a memory bus whose poison topic refuses the first
+// refusals publishes, as a broker that is briefly away would.
+type flakyPoisonBus struct {
+	*memoryBus
+	mu       sync.Mutex
+	refusals int
+}
+
+func (b *flakyPoisonBus) Publisher() message.Publisher { return b }
+
+func (b *flakyPoisonBus) Publish(topic string, msgs ...*message.Message) error {
+	if topic == topics.Poison {
+		b.mu.Lock()
+		refuse := b.refusals > 0
+		b.refusals--
+		b.mu.Unlock()
+		if refuse {
+			return errors.New("poison topic unavailable")
+		}
+	}
+	return b.memoryBus.ps.Publish(topic, msgs...)
+}
+
+func (b *flakyPoisonBus) Close() error { return b.memoryBus.Close() }
+
+// TestBatchNackedMidwayIsHandedOverFromTheFailedMessage publishes five
+// messages as one batch; the third fails and the poison topic refuses it
+// once, which nacks the batch: the first two are not handled again, the
+// third is retried and poisoned, and the last two follow, in order.
+func TestBatchNackedMidwayIsHandedOverFromTheFailedMessage(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	bus := &flakyPoisonBus{memoryBus: newMemoryBus(0, log), refusals: 1}
+	metrics := NewMetrics(prometheus.NewRegistry())
+	rt, err := New(Config{Poison: topics.Poison, RetryInterval: time.Millisecond, MaxRetries: 1}, bus, metrics, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var handled []string
+	rt.HandleFanOut("test", topics.Outbound, func(msg *message.Message) error {
+		mu.Lock()
+		handled = append(handled, msg.UUID)
+		mu.Unlock()
+		if msg.UUID == "m3" {
+			return Permanent(errors.New("cannot ever work"))
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	poisoned, err := bus.FanOut().Subscribe(ctx, topics.Poison)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = rt.Run(ctx) }()
+	t.Cleanup(func() { cancel(); _ = rt.Close(); <-done; _ = bus.Close() })
+	<-rt.Running()
+
+	var msgs []*message.Message
+	for _, id := range []string{"m1", "m2", "m3", "m4", "m5"} {
+		msgs = append(msgs, message.NewMessage(id, []byte(id)))
+	}
+	published := make(chan error, 1)
+	go func() { published <- bus.Publish(topics.Outbound, msgs...) }()
+	if p := waitPoison(t, poisoned); p.UUID != "m3" || p.Metadata.Get("handler_poisoned") != "test" || p.Metadata.Get("topic_poisoned") != topics.Outbound {
+		t.Fatalf("poisoned %s with %v, want m3 from handler test on %s", p.UUID, p.Metadata, topics.Outbound)
+	}
+	select {
+	case err := <-published:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the batch was not acked")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"m1", "m2", "m3", "m3", "m4", "m5"}; !slices.Equal(handled, want) {
+		t.Fatalf("handled %v, want %v", handled, want)
+	}
+	if got := testutil.ToFloat64(metrics.consumed.WithLabelValues(topics.Outbound)); got != 6 {
+		t.Fatalf("consumed counter = %v, want 6 (m3 twice)", got)
+	}
+	if msgs[0].Metadata.Get("reason_poisoned") != "" || msgs[2].Metadata.Get("reason_poisoned") != "" {
+		t.Fatal("the poison queue marked the published messages themselves, not copies")
+	}
+}
+
+// TestMemoryPubSubHandsEachPublishAsOneBatch checks SubscribeBatches: one
+// batch message per Publish call, with the messages themselves in order,
+// while a Subscribe subscription of the same topic gets them one by one.
+func TestMemoryPubSubHandsEachPublishAsOneBatch(t *testing.T) {
+	ps := newMemoryPubSub()
+	defer ps.Close()
+	batches, err := ps.SubscribeBatches(context.Background(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	each, err := ps.Subscribe(context.Background(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []*message.Message{message.NewMessage("a", nil), message.NewMessage("b", nil), message.NewMessage("c", nil)}
+	published := make(chan error, 1)
+	go func() { published <- ps.Publish("t", msgs...) }()
+	m := receive(t, batches)
+	b, ok := batchOf(m)
+	if !ok || !slices.Equal(b.msgs, msgs) {
+		t.Fatalf("got %v, want one batch of the published messages", m)
+	}
+	b.done = len(b.msgs)
+	m.Ack()
+	for _, want := range msgs {
+		got := receive(t, each)
+		if got.UUID != want.UUID {
+			t.Fatalf("got %s, want %s", got.UUID, want.UUID)
+		}
+		got.Ack()
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+}
