@@ -26,7 +26,9 @@ import (
 	"github.com/web3-socket/web3-socket/schemas"
 )
 
-// Publisher puts envelopes on the bus; a nil error means the bus has them.
+// Publisher validates envelopes and puts them on the bus: when one is
+// invalid it publishes none and returns a router.InvalidError (wrapping
+// schemas.ErrInvalid); a nil error means the bus has them all.
 type Publisher interface {
 	Publish(ctx context.Context, topic string, envs ...*schemas.Envelope) error
 }
@@ -397,11 +399,10 @@ func (o outgoing) envelope() (*schemas.Envelope, error) {
 	if o.Event == "" {
 		return nil, errors.New("event is required")
 	}
-	env := schemas.NewDeliver(to, o.Event, o.Data)
-	if err := env.Validate(); err != nil {
-		return nil, err
-	}
-	return env, nil
+	// The envelope is validated once, as it is encoded for the bus
+	// (router.Publisher): an invalid one is refused there, before anything
+	// is published.
+	return schemas.NewDeliver(to, o.Event, o.Data), nil
 }
 
 func (a *API) message(r *http.Request) (int, any, error) {
@@ -465,6 +466,9 @@ func (a *API) batch(r *http.Request) (int, any, error) {
 		envs[i], ids[i] = env, env.ID
 	}
 	if err := a.publish(r.Context(), a.cfg.OutboundTopic, envs...); err != nil {
+		if invalid, ok := errors.AsType[*router.InvalidError](err); ok {
+			return 0, nil, badRequest(fmt.Sprintf("messages[%d]: %v", invalid.Index, invalid.Err))
+		}
 		return 0, nil, err
 	}
 	return http.StatusAccepted, map[string]any{"ids": ids}, nil

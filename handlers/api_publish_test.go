@@ -108,9 +108,6 @@ func TestInvalidMessageIsRefusedAndNothingPublished(t *testing.T) {
 			rec := f.do(t, req{method: "POST", path: "/api/message", body: tt.body})
 			wantError(t, rec, http.StatusBadRequest, "bad_request", tt.msg)
 			f.wantNothingPublished(t)
-			if n := f.pub.attemptCount(); n != 0 {
-				t.Errorf("Publish called %d times for an invalid body, want 0", n)
-			}
 		})
 	}
 }
@@ -454,9 +451,6 @@ func TestBatchWithAnInvalidItemPublishesNothing(t *testing.T) {
 				}
 			}
 			f.wantNothingPublished(t)
-			if n := f.pub.attemptCount(); n != 0 {
-				t.Errorf("Publish called %d times, want 0", n)
-			}
 		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/web3-socket/web3-socket/bridge"
+	"github.com/web3-socket/web3-socket/router"
 	"github.com/web3-socket/web3-socket/schemas"
 )
 
@@ -41,6 +42,13 @@ func (p *fakePublisher) Publish(ctx context.Context, topic string, envs ...*sche
 	p.attempts++
 	if p.err != nil {
 		return p.err
+	}
+	// As router.Publisher: every envelope is validated before any is
+	// published.
+	for i, env := range envs {
+		if err := env.Validate(); err != nil {
+			return &router.InvalidError{Index: i, Err: err}
+		}
 	}
 	dl, ok := ctx.Deadline()
 	p.accepted = append(p.accepted, publishCall{topic: topic, envs: envs, deadline: dl, hasDL: ok})

@@ -35,7 +35,7 @@ func (p *Publisher) Publish(ctx context.Context, topic string, envs ...*schemas.
 	for i, env := range envs {
 		msg, err := NewMessage(env)
 		if err != nil {
-			return err
+			return &InvalidError{Index: i, Err: err}
 		}
 		msgs[i] = msg
 	}
@@ -49,6 +49,16 @@ func (p *Publisher) Publish(ctx context.Context, topic string, envs ...*schemas.
 	p.metrics.published.WithLabelValues(topic).Add(float64(len(msgs)))
 	return nil
 }
+
+// InvalidError says which envelope of a Publish call is invalid (none of
+// them was published). It wraps the validation error (schemas.ErrInvalid).
+type InvalidError struct {
+	Index int
+	Err   error
+}
+
+func (e *InvalidError) Error() string { return e.Err.Error() }
+func (e *InvalidError) Unwrap() error { return e.Err }
 
 // NewMessage validates env and wraps it in a Watermill message whose UUID is
 // the envelope id and whose metadata mirrors the routing fields.
