@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,15 +37,28 @@ func startPairOn(t *testing.T, r *harness.Redis) (*harness.Redis, *harness.Serve
 // startPairWith is startPairOn with env as the instances' base environment.
 func startPairWith(t *testing.T, r *harness.Redis, env map[string]string) (*harness.Redis, *harness.Server, *harness.Server) {
 	t.Helper()
+	s := startInstances(t, r, env, "it-a", "it-b")
+	return r, s[0], s[1]
+}
+
+// startInstances starts one instance per id on r, sharing env (secrets
+// included) with short heartbeats.
+func startInstances(t *testing.T, r *harness.Redis, env map[string]string, ids ...string) []*harness.Server {
+	t.Helper()
 	env["BUS"] = "redis"
 	env["REDIS_URL"] = r.URL
 	env["CLUSTER_HEARTBEAT"] = "300ms"
-	envA, envB := map[string]string{}, map[string]string{}
-	for k, v := range env {
-		envA[k], envB[k] = v, v
+	var out []*harness.Server
+	for _, id := range ids {
+		own := map[string]string{"INSTANCE_ID": id}
+		for k, v := range env {
+			if k != "INSTANCE_ID" {
+				own[k] = v
+			}
+		}
+		out = append(out, harness.StartServer(t, own))
 	}
-	envA["INSTANCE_ID"], envB["INSTANCE_ID"] = "it-a", "it-b"
-	return r, harness.StartServer(t, envA), harness.StartServer(t, envB)
+	return out
 }
 
 // TestRedisBusDeliversAcrossInstances runs two instances as separate
@@ -174,33 +188,48 @@ func statsOf(t *testing.T, s *harness.Server) clusterStats {
 // the control topic; once one is killed with SIGKILL, the other drops it from
 // the cluster statistics within a few heartbeat intervals.
 func TestClusterStatsSeeEveryInstanceAndForgetADeadOne(t *testing.T) {
-	_, a, b := startRedisPair(t)
+	s := startInstances(t, harness.StartRedis(t), harness.DefaultEnv(), "it-a", "it-b", "it-c")
+	a, b, c := s[0], s[1], s[2]
 	d := harness.NewDriver(t)
 	ws := harness.Modes[0]
 	connect(t, d, a, ws, "a1", harness.UserToken(t, a.JWTSecret(), "u-a1", nil))
 	connect(t, d, b, ws, "b1", harness.UserToken(t, b.JWTSecret(), "u-b1", nil))
 	connect(t, d, b, ws, "b2", harness.UserToken(t, b.JWTSecret(), "u-b2", nil))
-	for _, s := range []*harness.Server{a, b} {
+	connect(t, d, c, ws, "c1", harness.UserToken(t, c.JWTSecret(), "u-c1", nil))
+	for _, s := range s {
 		eventually(t, wait, func() (bool, string) {
 			st := statsOf(t, s)
-			return st.Cluster.Instances == 2 && st.Cluster.Connections == 3 && st.Cluster.Users == 3,
+			return st.Cluster.Instances == 3 && st.Cluster.Connections == 4 && st.Cluster.Users == 4,
 				fmt.Sprintf("stats on %s: %+v", s.Env["INSTANCE_ID"], st)
 		})
 	}
+	// A broadcast from one of three instances reaches the clients of all.
+	broadcast(t, c, map[string]any{"event": "all-three", "data": "hi"})
+	for _, name := range []string{"a1", "b1", "b2", "c1"} {
+		expectData(t, d.WaitEvent(name, "all-three", wait), "hi")
+	}
+
 	if err := b.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	eventually(t, wait, func() (bool, string) {
-		st := statsOf(t, a)
-		return st.Cluster.Instances == 1 && st.Cluster.Connections == 1 && len(st.Instances) == 1 && st.Instances[0].ID == "it-a",
-			fmt.Sprintf("stats on it-a after it-b died: %+v", st)
-	})
+	for _, s := range []*harness.Server{a, c} {
+		eventually(t, wait, func() (bool, string) {
+			st := statsOf(t, s)
+			ids := make([]string, 0, len(st.Instances))
+			for _, i := range st.Instances {
+				ids = append(ids, i.ID)
+			}
+			slices.Sort(ids)
+			return st.Cluster.Instances == 2 && st.Cluster.Connections == 2 && strings.Join(ids, ",") == "it-a,it-c",
+				fmt.Sprintf("stats on %s after it-b died: %+v", s.Env["INSTANCE_ID"], st)
+		})
+	}
 	if took := time.Since(killed); took > 3*time.Second {
 		t.Errorf("it-b left the cluster statistics %v after it died; want within a few 300ms heartbeats", took)
 	}
-	if got := metric(t, a, "cluster_instances"); got != 1 {
-		t.Errorf("cluster_instances on it-a = %v, want 1", got)
+	if got := metric(t, a, "cluster_instances"); got != 2 {
+		t.Errorf("cluster_instances on it-a = %v, want 2", got)
 	}
 }
 
