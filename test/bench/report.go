@@ -44,7 +44,7 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 	fmt.Fprintf(w, "software: %s; node %s with socket.io %s; web3-socket %s\n",
 		env.goVersion, env.nodeVersion, env.socketIO, env.web3Version)
 	fmt.Fprintf(w, "setup:    every scenario starts a fresh server on 127.0.0.1; clients and server share the machine;\n")
-	fmt.Fprintf(w, "          one instance (web3-socket with BUS=memory), except the redis-* scenarios\n")
+	fmt.Fprintf(w, "          one instance (web3-socket with BUS=memory), except the redis-* and kafka-* scenarios\n")
 	fmt.Fprintf(w, "          client: Go, gorilla/websocket, Engine.IO v4 over WebSocket only; servers with their default heartbeat\n")
 	fmt.Fprintf(w, "          per-scenario timeout %s, stall limit %s\n", cfg.timeout, cfg.stall)
 	if usesRedis(scenarios) {
