@@ -61,12 +61,17 @@ clean:
 # (when redis-server is on PATH): redis-broadcast, redis-per-user,
 # redis-per-user-batch on two instances of each sharing a fresh redis-server
 # (BUS=redis; Node with @socket.io/redis-streams-adapter), and redis-bus (how
-# fast each web3-socket instance consumes the stream). Flags for the
+# fast each web3-socket instance consumes the stream), then the Kafka variant
+# on web3-socket only (no Node Kafka adapter): kafka-broadcast,
+# kafka-per-user, kafka-per-user-batch, kafka-bus on two instances with
+# BUS=kafka, against KAFKA_BROKERS when set, else a broker .ci/kafka.sh
+# starts (needs java; left out without either). Flags for the
 # generator go in BENCH_FLAGS, e.g. make bench BENCH_FLAGS=-quick:
 #   -quick                smoke sizes (200 clients, 50 broadcasts, 2,000 messages, 1,000 idle)
 #   -servers web3,node    which servers;  -scenarios broadcast,per-user,idle  which scenarios
 #   -scenarios redis-broadcast,redis-per-user,redis-per-user-batch,redis-bus  only the Redis variant
-#   -bus-messages N       entries of redis-bus;  -redis-server PATH
+#   -servers web3 -scenarios kafka-broadcast,kafka-per-user,kafka-per-user-batch,kafka-bus  only the Kafka variant
+#   -bus-messages N       entries of redis-bus and kafka-bus;  -redis-server PATH;  -kafka-brokers H:P;  -java PATH
 #   -broadcast-clients N -broadcasts N -user-clients N -user-messages N -idle-clients N
 #   -idle-settle 30s      idle time before memory is read
 #   -workers 8            concurrent HTTP publishers;  -batch N  N messages per /api/batch (0: one per call)

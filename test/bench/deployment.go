@@ -15,30 +15,47 @@ import (
 )
 
 // deployment is what one scenario runs against: one instance of a server
-// with its embedded bus, or several instances sharing a fresh redis-server.
-// Every instance has the same JWT secret and API key.
+// with its embedded bus, several instances sharing a fresh redis-server, or
+// several sharing the run's Kafka broker with topics of their own. Every
+// instance has the same JWT secret and API key.
 type deployment struct {
 	instances []*process
-	// redis is nil for a single instance.
+	// redis is the redis-server the deployment started, nil without one.
 	redis *process
+	// kafka is the Kafka broker of a kafka-* deployment (shared by the run,
+	// not stopped with the deployment), nil otherwise.
+	kafka *kafkaBroker
+	// topicPrefix is the instances' TOPIC_PREFIX.
+	topicPrefix string
 }
 
-// deploy starts n instances of t. With n > 1 it first starts a fresh
-// redis-server (redisBin) that they share, so no run inherits the streams
-// of another.
-func (t target) deploy(ctx context.Context, workDir string, n int, redisBin string) (*deployment, error) {
-	d := &deployment{}
+// deploy starts n instances of t on bus. With busRedis it first starts a
+// fresh redis-server (redisBin) that they share, so no run inherits the
+// streams of another; with busKafka they share kafka with a fresh
+// TOPIC_PREFIX, for the same reason.
+func (t target) deploy(ctx context.Context, workDir string, n int, bus, redisBin string, kafka *kafkaBroker) (*deployment, error) {
+	d := &deployment{topicPrefix: defaultTopicPrefix}
 	secret, apiKey := randomHex(32), randomHex(24)
-	var redisURL string
-	if n > 1 {
+	var redisURL, kafkaBrokers string
+	switch bus {
+	case busRedis:
 		r, err := startRedis(ctx, redisBin, workDir)
 		if err != nil {
 			return nil, err
 		}
 		d.redis, redisURL = r, r.url
+	case busKafka:
+		if kafka == nil {
+			return nil, errors.New("no Kafka broker")
+		}
+		d.kafka, kafkaBrokers = kafka, strings.Join(kafka.brokers, ",")
+		d.topicPrefix = "bench-" + randomHex(4) + "."
 	}
 	for i := range n {
-		p, err := t.startInstance(ctx, workDir, instance{secret: secret, apiKey: apiKey, redisURL: redisURL, id: string(rune('a' + i))})
+		p, err := t.startInstance(ctx, workDir, instance{
+			secret: secret, apiKey: apiKey, redisURL: redisURL,
+			kafkaBrokers: kafkaBrokers, topicPrefix: d.topicPrefix, id: string(rune('a' + i)),
+		})
 		if err != nil {
 			d.stop()
 			return nil, err
@@ -60,6 +77,9 @@ func (d *deployment) urls() []string {
 func (d *deployment) secret() []byte { return d.instances[0].secret }
 func (d *deployment) apiKey() string { return d.instances[0].apiKey }
 
+// outbound is the instances' outbound topic.
+func (d *deployment) outbound() string { return d.topicPrefix + "outbound" }
+
 // describe names the instances by pid and URL, for the log.
 func (d *deployment) describe() string {
 	var parts []string
@@ -68,6 +88,9 @@ func (d *deployment) describe() string {
 	}
 	if d.redis != nil {
 		parts = append(parts, fmt.Sprintf("redis-server pid %d at %s", d.redis.pid, d.redis.url))
+	}
+	if d.kafka != nil {
+		parts = append(parts, fmt.Sprintf("Kafka %s, topics %s*", strings.Join(d.kafka.brokers, ","), d.topicPrefix))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -93,6 +116,9 @@ func (d *deployment) exited() (string, bool) {
 	if d.redis != nil && !d.redis.running() {
 		return "redis-server: " + d.redis.out.String(), true
 	}
+	if d.kafka != nil && d.kafka.proc != nil && !d.kafka.proc.running() {
+		return "Kafka broker: " + d.kafka.proc.out.String(), true
+	}
 	return "", false
 }
 
@@ -109,12 +135,17 @@ func (d *deployment) cpu() (time.Duration, error) {
 	return sum, nil
 }
 
-// redisCPU returns the CPU time used so far by redis-server, or 0.
-func (d *deployment) redisCPU() time.Duration {
-	if d.redis == nil {
+// brokerCPU returns the CPU time used so far by the redis-server or the
+// Kafka broker the generator started, or 0.
+func (d *deployment) brokerCPU() time.Duration {
+	p := d.redis
+	if d.kafka != nil {
+		p = d.kafka.proc
+	}
+	if p == nil {
 		return 0
 	}
-	c, _ := d.redis.cpu()
+	c, _ := p.cpu()
 	return c
 }
 

@@ -87,13 +87,22 @@ func parseFrame(b []byte) frame {
 // parseEvent splits the payload of an event packet, ["name",data], into the
 // event name and the raw JSON of its first argument.
 func parseEvent(p []byte) (name string, data []byte, ok bool) {
-	// Fast path for what both servers write: ["name",data] with a plain name.
+	// Fast path for what both servers write: ["name",data] with a plain name,
+	// or ["name",data,"offset"] from a server with connection state recovery
+	// (web3-socket with a bus log appends each packet's offset).
 	if len(p) >= 5 && p[0] == '[' && p[1] == '"' && p[len(p)-1] == ']' {
 		end := bytes.IndexByte(p[2:], '"')
 		if end >= 0 && bytes.IndexByte(p[2:2+end], '\\') < 0 {
 			rest := p[2+end+1 : len(p)-1]
 			if len(rest) > 1 && rest[0] == ',' {
-				return string(p[2 : 2+end]), rest[1:], true
+				data := rest[1:]
+				// A string last argument is the data itself, or the
+				// recovery offset after it.
+				if i := bytes.LastIndex(rest, []byte(`,"`)); data[len(data)-1] == '"' && i > 0 &&
+					i+2 <= len(rest)-1 && bytes.IndexAny(rest[i+2:len(rest)-1], "\"\\") < 0 {
+					data = rest[1:i]
+				}
+				return string(p[2 : 2+end]), data, true
 			}
 		}
 	}

@@ -45,6 +45,11 @@ func TestParseEventSplitsNameAndFirstArgument(t *testing.T) {
 		ok             bool
 	}{
 		{`["bench",{"t":1,"seq":2}]`, "bench", `{"t":1,"seq":2}`, true},
+		// web3-socket with connection state recovery appends the offset.
+		{`["bench",{"t":1,"seq":2},"1764255600000-0"]`, "bench", `{"t":1,"seq":2}`, true},
+		{`["bench","x","1-0"]`, "bench", `"x"`, true},
+		{`["bench","a,b"]`, "bench", `"a,b"`, true},
+		{`["bench","a,"]`, "bench", `"a,"`, true},
 		{`["bench",42]`, "bench", `42`, true},
 		{`[ "bench" , {"t":1} ]`, "bench", `{"t":1}`, true},
 		{`["be\"nch",1]`, `be"nch`, `1`, true},

@@ -2,8 +2,10 @@
 // web3-socket with the official Node Socket.IO 4 server (node/server.js, the
 // same surface) on broadcast, per-user and idle scenarios, one instance of
 // each, and on the Redis variants (two instances of each sharing a
-// redis-server; Node with @socket.io/redis-streams-adapter), and prints one
-// report with the ratios. See README.md in this folder.
+// redis-server; Node with @socket.io/redis-streams-adapter), runs the Kafka
+// variants on two web3-socket instances sharing a Kafka broker (there is no
+// Node Kafka adapter to compare with), and prints one report with the
+// ratios. See README.md in this folder.
 //
 // Run it from the root of the module: go run ./test/bench [flags].
 package main
@@ -47,22 +49,28 @@ type config struct {
 	repo, nodeDir, nodeBin, goBin, out string
 	// redisBin is the redis-server of the Redis variants.
 	redisBin string
-	quick    bool
+	// kafkaBrokers are the brokers of the Kafka variants (KAFKA_BROKERS);
+	// when empty the generator starts one with .ci/kafka.sh and javaBin.
+	kafkaBrokers, javaBin string
+	quick                 bool
 }
 
 // allScenarios is the default of -scenarios: the Redis variants run when
-// redis-server is found.
+// redis-server is found, the Kafka variants when a broker is given or can
+// be started.
 var allScenarios = []string{
 	scenarioBroadcast, scenarioPerUser, scenarioPerUserBatch, scenarioIdle,
 	redisPrefix + scenarioBroadcast, redisPrefix + scenarioPerUser, redisPrefix + scenarioPerUserBatch,
 	redisPrefix + scenarioBus,
+	kafkaPrefix + scenarioBroadcast, kafkaPrefix + scenarioPerUser, kafkaPrefix + scenarioPerUserBatch,
+	kafkaPrefix + scenarioBus,
 }
 
 func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	servers := fs.String("servers", "web3,node", "servers to run, comma-separated: web3, node")
-	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run, comma-separated: broadcast, per-user, per-user-batch, idle, and the two-instance Redis variants redis-broadcast, redis-per-user, redis-per-user-batch, redis-bus (run by default when redis-server is found)")
+	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run, comma-separated: broadcast, per-user, per-user-batch, idle, and the two-instance Redis variants redis-broadcast, redis-per-user, redis-per-user-batch, redis-bus (run by default when redis-server is found), and the two-instance Kafka variants (web3-socket only) kafka-broadcast, kafka-per-user, kafka-per-user-batch, kafka-bus (run by default when KAFKA_BROKERS is set or java can start a broker)")
 	fs.IntVar(&c.broadcastClients, "broadcast-clients", 2000, "clients connected in the broadcast scenario")
 	fs.IntVar(&c.broadcasts, "broadcasts", 500, "broadcasts published in the broadcast scenario")
 	fs.IntVar(&c.userClients, "user-clients", 2000, "clients (distinct users) in the per-user scenario")
@@ -70,7 +78,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.batchMessages, "batch-messages", 200000, "messages of the per-user-batch scenario")
 	fs.IntVar(&c.batchSize, "batch-size", 100, "messages per POST /api/batch in the per-user-batch scenario")
 	fs.IntVar(&c.idleClients, "idle-clients", 10000, "clients connected in the idle scenario")
-	fs.IntVar(&c.busMessages, "bus-messages", 200000, "entries the generator adds to the outbound stream in the redis-bus scenario")
+	fs.IntVar(&c.busMessages, "bus-messages", 200000, "entries the generator adds to the outbound topic in the redis-bus and kafka-bus scenarios")
 	fs.DurationVar(&c.idleSettle, "idle-settle", 30*time.Second, "how long idle clients stay connected before memory is read (30s lets one 25s ping interval pass)")
 	fs.IntVar(&c.workers, "workers", 8, "concurrent HTTP publishers (keep-alive connections)")
 	fs.IntVar(&c.batch, "batch", 0, "messages per POST /api/batch; 0 sends one message per /api/broadcast or /api/message call")
@@ -83,8 +91,10 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.nodeBin, "node", "node", "the node executable")
 	fs.StringVar(&c.goBin, "go", "go", "the go executable that builds web3-socket")
 	fs.StringVar(&c.redisBin, "redis-server", "redis-server", "the redis-server executable of the redis-* scenarios")
+	fs.StringVar(&c.kafkaBrokers, "kafka-brokers", os.Getenv("KAFKA_BROKERS"), "Kafka brokers (host:port, comma-separated) of the kafka-* scenarios; empty starts a single-node broker with "+kafkaScript+" (needs java) on loopback for the run")
+	fs.StringVar(&c.javaBin, "java", "java", "the java executable that runs the broker "+kafkaScript+" starts when -kafka-brokers is empty")
 	fs.StringVar(&c.out, "out", "", "also write the report to this file")
-	fs.BoolVar(&c.quick, "quick", false, "smoke-test sizes: 200 clients, 50 broadcasts, 2,000 per-user messages, 20,000 per-user-batch and redis-bus messages, 1,000 idle clients idle for 3s")
+	fs.BoolVar(&c.quick, "quick", false, "smoke-test sizes: 200 clients, 50 broadcasts, 2,000 per-user messages, 20,000 per-user-batch, redis-bus and kafka-bus messages, 1,000 idle clients idle for 3s")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -114,7 +124,7 @@ func parseFlags(args []string) (config, error) {
 	c.servers = splitList(*servers)
 	c.scenarios = splitList(*scenarios)
 	for i, s := range c.scenarios {
-		for _, p := range []string{"", redisPrefix} {
+		for _, p := range []string{"", redisPrefix, kafkaPrefix} {
 			if s == p+"peruser" || s == p+"per_user" {
 				c.scenarios[i] = p + scenarioPerUser
 			}
@@ -126,6 +136,13 @@ func parseFlags(args []string) (config, error) {
 		log.Printf("warning: %s is not on PATH (Debian: apt-get install redis-server): the redis-* scenarios are left out", c.redisBin)
 		c.scenarios = slices.DeleteFunc(c.scenarios, func(s string) bool { return strings.HasPrefix(s, redisPrefix) })
 	}
+	kafkaOK, kafkaWhy := kafkaAvailable(c)
+	if !explicit && !kafkaOK && usesKafka(c.scenarios) {
+		log.Printf("warning: %s: the kafka-* scenarios are left out", kafkaWhy)
+	}
+	if !explicit && (!kafkaOK || !contains(splitList(*servers), "web3")) {
+		c.scenarios = slices.DeleteFunc(c.scenarios, func(s string) bool { return strings.HasPrefix(s, kafkaPrefix) })
+	}
 	var errs []error
 	for _, s := range c.servers {
 		if s != "web3" && s != "node" {
@@ -133,13 +150,17 @@ func parseFlags(args []string) (config, error) {
 		}
 	}
 	for _, s := range c.scenarios {
-		base, n := variant(s)
+		base, bus, n := split(s)
 		switch {
 		case base != scenarioBroadcast && base != scenarioPerUser && base != scenarioPerUserBatch && base != scenarioIdle && base != scenarioBus,
 			n > 1 && base == scenarioIdle, n == 1 && base == scenarioBus:
-			errs = append(errs, fmt.Errorf("-scenarios: %q is not a scenario: want broadcast, per-user, per-user-batch, idle, redis-broadcast, redis-per-user, redis-per-user-batch or redis-bus", s))
-		case n > 1 && !redisAvailable(c.redisBin):
+			errs = append(errs, fmt.Errorf("-scenarios: %q is not a scenario: want broadcast, per-user, per-user-batch, idle, redis-broadcast, redis-per-user, redis-per-user-batch, redis-bus, kafka-broadcast, kafka-per-user, kafka-per-user-batch or kafka-bus", s))
+		case bus == busRedis && !redisAvailable(c.redisBin):
 			errs = append(errs, fmt.Errorf("-scenarios: %s needs redis-server: %q is not found (Debian: apt-get install redis-server; or give -redis-server)", s, c.redisBin))
+		case bus == busKafka && !kafkaOK:
+			errs = append(errs, fmt.Errorf("-scenarios: %s needs a Kafka broker: %s (or give -kafka-brokers)", s, kafkaWhy))
+		case bus == busKafka && !contains(splitList(*servers), "web3"):
+			errs = append(errs, fmt.Errorf("-scenarios: %s runs web3-socket only (there is no Node Kafka adapter): add web3 to -servers", s))
 		}
 	}
 	for name, v := range map[string]int{
@@ -174,6 +195,11 @@ func redisAvailable(bin string) bool {
 // usesRedis reports whether any of the scenarios is a Redis variant.
 func usesRedis(scenarios []string) bool {
 	return slices.ContainsFunc(scenarios, func(s string) bool { return strings.HasPrefix(s, redisPrefix) })
+}
+
+// usesKafka reports whether any of the scenarios is a Kafka variant.
+func usesKafka(scenarios []string) bool {
+	return slices.ContainsFunc(scenarios, func(s string) bool { return strings.HasPrefix(s, kafkaPrefix) })
 }
 
 func splitList(s string) []string {
@@ -252,10 +278,22 @@ func run(ctx context.Context, cfg config) error {
 	describe(&env, cfg)
 
 	b := &bench{cfg: cfg, workDir: workDir}
+	if usesKafka(cfg.scenarios) {
+		k, err := setupKafka(ctx, cfg, workDir)
+		if err != nil {
+			return fmt.Errorf("kafka variant: %w", err)
+		}
+		defer k.stop()
+		b.kafka = k
+		env.kafka = k.describe()
+	}
 	results := map[string]map[string]*result{}
 	for _, sc := range cfg.scenarios {
 		results[sc] = map[string]*result{}
 		for _, t := range targets {
+			if busOf(sc) == busKafka && !t.kafka {
+				continue // no Kafka adapter: no column
+			}
 			var r result
 			if ctx.Err() != nil {
 				r = result{scenario: sc, server: t.name, status: "interrupted"}

@@ -25,6 +25,8 @@ type environment struct {
 	// redis is the redis-server version; redisAdapter and redisClient the
 	// npm packages of the Node side of the Redis variants.
 	redis, redisAdapter, redisClient string
+	// kafka describes the broker of the Kafka variants.
+	kafka string
 }
 
 // row is one line of a scenario table: a label and how to show one result.
@@ -42,7 +44,7 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 	fmt.Fprintf(w, "software: %s; node %s with socket.io %s; web3-socket %s\n",
 		env.goVersion, env.nodeVersion, env.socketIO, env.web3Version)
 	fmt.Fprintf(w, "setup:    every scenario starts a fresh server on 127.0.0.1; clients and server share the machine;\n")
-	fmt.Fprintf(w, "          one instance (web3-socket with BUS=memory), except the redis-* scenarios\n")
+	fmt.Fprintf(w, "          one instance (web3-socket with BUS=memory), except the redis-* and kafka-* scenarios\n")
 	fmt.Fprintf(w, "          client: Go, gorilla/websocket, Engine.IO v4 over WebSocket only; servers with their default heartbeat\n")
 	fmt.Fprintf(w, "          per-scenario timeout %s, stall limit %s\n", cfg.timeout, cfg.stall)
 	if usesRedis(scenarios) {
@@ -51,6 +53,12 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 		fmt.Fprintf(w, "          with redis (node-redis) %s, maxLen %s, other options default; client i connects to instance i mod %d,\n", env.redisClient, count(streamMaxLen), redisInstances)
 		fmt.Fprintf(w, "          publisher worker w posts to instance w mod %d; server CPU and peak RSS are summed over the instances\n", redisInstances)
 	}
+	if usesKafka(scenarios) {
+		fmt.Fprintf(w, "kafka-*:  web3-socket only (there is no Node Socket.IO Kafka adapter to compare with): %d instances with BUS=kafka\n", kafkaInstances)
+		fmt.Fprintf(w, "          (default settings: KAFKA_PARTITIONS 6, acks=all) and a fresh TOPIC_PREFIX per scenario, sharing\n")
+		fmt.Fprintf(w, "          %s;\n", env.kafka)
+		fmt.Fprintf(w, "          clients and publishes spread over the instances as in redis-*; server CPU and peak RSS summed\n")
+	}
 
 	for _, sc := range scenarios {
 		fmt.Fprintln(w)
@@ -58,6 +66,10 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 		if base, _ := variant(sc); base == scenarioBus {
 			// Only a server that counts its bus consumption has a column.
 			targets = slices.DeleteFunc(slices.Clone(targets), func(t target) bool { return !t.busMetrics })
+		}
+		if busOf(sc) == busKafka {
+			// Only a server with a Kafka adapter has a column.
+			targets = slices.DeleteFunc(slices.Clone(targets), func(t target) bool { return !t.kafka })
 		}
 		both := len(targets) == 2
 		var rs []*result
@@ -99,13 +111,16 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 			}
 		}
 	}
-	for _, prefix := range []string{"", redisPrefix} {
+	for _, prefix := range []string{"", redisPrefix, kafkaPrefix} {
 		for _, t := range targets {
 			single, batched := results[prefix+scenarioPerUser][t.key], results[prefix+scenarioPerUserBatch][t.key]
 			if single != nil && batched != nil && single.rate() > 0 {
 				where := ""
-				if prefix != "" {
+				switch prefix {
+				case redisPrefix:
 					where = fmt.Sprintf(" (%d instances, Redis)", redisInstances)
+				case kafkaPrefix:
+					where = fmt.Sprintf(" (%d instances, Kafka)", kafkaInstances)
 				}
 				fmt.Fprintf(w, "\n%s%s: POST /api/batch delivers %.1f× the messages/s of one message per call (%.0f vs %.0f)",
 					t.name, where, batched.rate()/single.rate(), batched.rate(), single.rate())
@@ -115,6 +130,72 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Ratios are web3-socket / Node: above 1 is better for deliveries/s, below 1 is better for latency, CPU and memory.")
 	printRedisSummary(w, results)
+	printKafkaSummary(w, results)
+}
+
+// printKafkaSummary sets the Kafka variant of web3-socket against the same
+// scenario on one instance with the memory bus and on two instances with
+// Redis, when those ran in the same command.
+func printKafkaSummary(w io.Writer, results map[string]map[string]*result) {
+	var lines []string
+	for _, sc := range []string{scenarioBroadcast, scenarioPerUser, scenarioPerUserBatch, scenarioBus} {
+		kafka := results[kafkaPrefix+sc]["web3"]
+		if kafka == nil {
+			continue
+		}
+		memory, redis := results[sc]["web3"], results[redisPrefix+sc]["web3"]
+		if sc == scenarioBus {
+			line := fmt.Sprintf("  %-22s bus consumed per instance (msg/s): %s; not consumed %s", kafkaPrefix+sc+":", busRates(kafka, ", "), count(kafka.lost))
+			if redis != nil && meanBusRate(redis) > 0 {
+				line += fmt.Sprintf("\n  %-22s redis-bus: %s; kafka/redis %.2f× (mean of the instances)", "", busRates(redis, ", "), meanBusRate(kafka)/meanBusRate(redis))
+			}
+			lines = append(lines, line)
+			continue
+		}
+		what := "deliveries/s"
+		if sc != scenarioBroadcast {
+			what = "messages/s"
+		}
+		line := fmt.Sprintf("  %-22s %s %s; lost %s, duplicated %s", kafkaPrefix+sc+":", what, count(int64(kafka.rate())), count(kafka.lost), count(kafka.dups))
+		var vs []string
+		for _, o := range []struct {
+			bus, where string
+			r          *result
+		}{{busMemory, "1 instance", memory}, {busRedis, fmt.Sprintf("%d instances", redisInstances), redis}} {
+			if o.r != nil && o.r.rate() > 0 {
+				vs = append(vs, fmt.Sprintf("%s (%s) %s: kafka/%s %.2f×", o.bus, o.where, count(int64(o.r.rate())), o.bus, kafka.rate()/o.r.rate()))
+			}
+		}
+		if kafka.p99 > 0 && redis != nil && redis.p99 > 0 {
+			vs = append(vs, fmt.Sprintf("p99 %s vs redis %s ms", millis(kafka.p99), millis(redis.p99)))
+		}
+		if len(vs) > 0 {
+			line += "\n  " + strings.Repeat(" ", 22) + " " + strings.Join(vs, "; ")
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Kafka variant (%d web3-socket instances, BUS=kafka), against web3-socket in the same run:\n", kafkaInstances)
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w, "  above 1 is better for rates; bus consumed as in the Redis variant, from bus_messages_consumed_total of the")
+	fmt.Fprintln(w, "  scenario's outbound topic")
+}
+
+// meanBusRate is the mean of the instances' bus consumption rates.
+func meanBusRate(r *result) float64 {
+	if len(r.busConsumed) == 0 {
+		return 0
+	}
+	var sum float64
+	for i := range r.busConsumed {
+		sum += r.busRate(i)
+	}
+	return sum / float64(len(r.busConsumed))
 }
 
 // printRedisSummary sets the Redis variant against the targets of issue
@@ -175,16 +256,20 @@ func busRates(r *result, sep string) string {
 }
 
 func scenarioTitle(sc string, cfg config) string {
-	sc, n := variant(sc)
-	title := scenarioTitleOf(sc, cfg)
-	if n > 1 {
+	sc, bus, n := split(sc)
+	title := scenarioTitleOf(sc, bus, cfg)
+	switch bus {
+	case busRedis:
 		title = redisPrefix + strings.TrimPrefix(title, "== ")
 		title = "== " + title + fmt.Sprintf("\n   %d instances of each server sharing one redis-server; clients and publishes spread over the instances", n)
+	case busKafka:
+		title = kafkaPrefix + strings.TrimPrefix(title, "== ")
+		title = "== " + title + fmt.Sprintf("\n   %d web3-socket instances sharing one Kafka (fresh topics); clients and publishes spread over the instances", n)
 	}
 	return title
 }
 
-func scenarioTitleOf(sc string, cfg config) string {
+func scenarioTitleOf(sc, bus string, cfg config) string {
 	path, batch := "/api/broadcast", cfg.batch
 	switch sc {
 	case scenarioPerUser:
@@ -199,6 +284,13 @@ func scenarioTitleOf(sc string, cfg config) string {
 	}
 	switch sc {
 	case scenarioBus:
+		if bus == busKafka {
+			return fmt.Sprintf("== bus: no clients; the generator produces %s deliver envelopes to <prefix>outbound with franz-go (the\n"+
+				"   envelope as the record value, keyed by its user, asynchronous and batched by the client, acks=all), as a backend\n"+
+				"   may, to users nobody is connected as: each instance's consumer and outbound handler run for every record,\n"+
+				"   with nothing to write",
+				count(int64(cfg.busMessages)))
+		}
 		return fmt.Sprintf("== bus: no clients; the generator XADDs %s deliver envelopes to %s (a payload field, as a backend may),\n"+
 			"   %d per pipelined round trip, to users nobody is connected as: each instance's reader and outbound handler run\n"+
 			"   for every entry, with nothing to write; web3-socket only (Node's adapter counts nothing)",
@@ -219,7 +311,18 @@ func scenarioTitleOf(sc string, cfg config) string {
 }
 
 func rowsOf(sc string) []row {
-	sc, n := variant(sc)
+	sc, bus, n := split(sc)
+	// The broker's CPU row, and what the generator adds in the bus scenario.
+	brokerCPU, added, addTime, first := "redis-server CPU (s)", "entries added (XADD)", "XADD time (s)", "first XADD → last consumed (s)"
+	if bus == busKafka {
+		brokerCPU, added, addTime, first = "Kafka broker CPU (s)", "records produced (acked)", "produce time (s)", "first produce → last consumed (s)"
+	}
+	brokerCPUValue := func(r *result) string {
+		if bus == busKafka && r.brokerCPU == 0 {
+			return "–" // a broker the generator did not start
+		}
+		return seconds(r.brokerCPU)
+	}
 	connected := row{"clients connected", func(r *result) string {
 		return fmt.Sprintf("%d/%d", r.connected, r.clients)
 	}, nil}
@@ -238,8 +341,8 @@ func rowsOf(sc string) []row {
 
 	if sc == scenarioBus {
 		return []row{
-			{"entries added (XADD)", func(r *result) string { return fmt.Sprintf("%d/%d", r.send.nAccepted, r.messages) }, nil},
-			{"XADD time (s)", func(r *result) string { return seconds(r.send.end.Sub(r.send.start)) }, nil},
+			{added, func(r *result) string { return fmt.Sprintf("%d/%d", r.send.nAccepted, r.messages) }, nil},
+			{addTime, func(r *result) string { return seconds(r.send.end.Sub(r.send.start)) }, nil},
 			{"consumed per instance", func(r *result) string {
 				var per []string
 				for _, n := range r.busConsumed {
@@ -249,7 +352,7 @@ func rowsOf(sc string) []row {
 			}, nil},
 			{"not consumed", func(r *result) string { return count(r.lost) }, nil},
 			{"consumed more than added", func(r *result) string { return count(r.strays) }, nil},
-			{"first XADD → last consumed (s)", func(r *result) string {
+			{first, func(r *result) string {
 				var per []string
 				for _, s := range r.busSpan {
 					per = append(per, seconds(s))
@@ -259,7 +362,7 @@ func rowsOf(sc string) []row {
 			{"bus consumed per instance (msg/s)", func(r *result) string { return busRates(r, " · ") }, nil},
 			serverCPU,
 			{"server CPU per 1,000 consumed (ms)", func(r *result) string { return millis(r.cpuPerThousand()) }, nil},
-			{"redis-server CPU (s)", func(r *result) string { return seconds(r.redisCPU) }, nil},
+			{brokerCPU, brokerCPUValue, nil},
 			genCPU, peak, status,
 		}
 	}
@@ -302,8 +405,7 @@ func rowsOf(sc string) []row {
 	}
 	if n > 1 {
 		extra := []row{
-			{"redis-server CPU (s)", func(r *result) string { return seconds(r.redisCPU) },
-				func(r *result) float64 { return r.redisCPU.Seconds() }},
+			{brokerCPU, brokerCPUValue, func(r *result) float64 { return r.brokerCPU.Seconds() }},
 			{"bus consumed per instance (msg/s)", func(r *result) string { return busRates(r, " · ") }, nil},
 		}
 		at := len(rows) - 3 // before generator CPU, peak RSS and status

@@ -29,18 +29,52 @@ const (
 	// redisInstances is the number of instances of each server in that
 	// variant.
 	redisInstances = 2
+	// kafkaPrefix names the two-instance Kafka variant (kafka-broadcast,
+	// kafka-per-user, kafka-per-user-batch, kafka-bus): web3-socket only,
+	// as there is no Node Socket.IO Kafka adapter to compare with.
+	kafkaPrefix = "kafka-"
+	// kafkaInstances is the number of web3-socket instances in that variant.
+	kafkaInstances = 2
+	// defaultTopicPrefix is web3-socket's TOPIC_PREFIX default, which the
+	// Redis variant keeps; the Kafka variant gives every scenario a fresh
+	// one, so that no run reads the topics of another.
+	defaultTopicPrefix = "socket."
 	// outboundTopic is web3-socket's outbound stream with the default
 	// TOPIC_PREFIX: every instance consumes every entry of it.
-	outboundTopic = "socket.outbound"
+	outboundTopic = defaultTopicPrefix + "outbound"
+)
+
+// Buses a scenario runs on: the embedded one of a single instance, or the
+// Redis or Kafka its instances share.
+const (
+	busMemory = "memory"
+	busRedis  = "redis"
+	busKafka  = "kafka"
 )
 
 // variant splits a scenario name into the scenario it runs and the number
 // of instances it runs it on.
 func variant(name string) (base string, instances int) {
+	base, _, instances = split(name)
+	return base, instances
+}
+
+// split splits a scenario name into the scenario it runs, the bus its
+// instances share and their number.
+func split(name string) (base, bus string, instances int) {
 	if base, ok := strings.CutPrefix(name, redisPrefix); ok {
-		return base, redisInstances
+		return base, busRedis, redisInstances
 	}
-	return name, 1
+	if base, ok := strings.CutPrefix(name, kafkaPrefix); ok {
+		return base, busKafka, kafkaInstances
+	}
+	return name, busMemory, 1
+}
+
+// busOf returns the bus the instances of scenario name share.
+func busOf(name string) string {
+	_, bus, _ := split(name)
+	return bus
 }
 
 var (
@@ -52,7 +86,7 @@ var (
 	// delivery, to see duplicates that come late.
 	dupGrace = 500 * time.Millisecond
 	// busSampleEvery is how often the instances' bus counters are read
-	// during a Redis scenario: the precision of the bus consumption spans.
+	// during a Redis or Kafka scenario: the precision of the bus consumption spans.
 	busSampleEvery = 100 * time.Millisecond
 )
 
@@ -63,10 +97,11 @@ type result struct {
 	// "stalled", "interrupted", "failed: …". Counts are then partial.
 	status string
 
-	// instances is the number of server processes; redisCPU is the CPU
-	// time of the redis-server they shared, when they did.
+	// instances is the number of server processes; brokerCPU is the CPU
+	// time of the redis-server or the Kafka broker they shared, when they
+	// did and the generator started it.
 	instances int
-	redisCPU  time.Duration
+	brokerCPU time.Duration
 	// busConsumed is, per instance, the messages it consumed from the
 	// outbound topic during the measured phase (web3-socket's /metrics),
 	// and busSpan the time from the first request to the last sample in
@@ -136,13 +171,16 @@ func (r *result) kibPerConn() float64 {
 type bench struct {
 	cfg     config
 	workDir string
+	// kafka is the broker of the Kafka variant, nil when none runs.
+	kafka *kafkaBroker
 }
 
-// run runs scenario name against a fresh deployment of t (one instance, or
-// for the Redis variant two sharing a fresh redis-server), bounded by
+// run runs scenario name against a fresh deployment of t (one instance; for
+// the Redis variant two sharing a fresh redis-server; for the Kafka variant
+// two sharing the run's Kafka broker with topics of their own), bounded by
 // cfg.timeout.
 func (b *bench) run(ctx context.Context, t target, name string) result {
-	base, n := variant(name)
+	base, bus, n := split(name)
 	r := result{scenario: name, server: t.name, status: "ok", instances: n, connectErrs: map[string]int{}, dropReasons: map[string]int{}}
 	if base == scenarioBus && !t.busMetrics {
 		r.status = "not measured: the server counts no bus consumption"
@@ -151,7 +189,11 @@ func (b *bench) run(ctx context.Context, t target, name string) result {
 	ctx, cancel := context.WithTimeoutCause(ctx, b.cfg.timeout, errScenarioTimeout)
 	defer cancel()
 
-	d, err := t.deploy(ctx, b.workDir, n, b.cfg.redisBin)
+	if bus == busKafka && !t.kafka {
+		r.status = "not measured: the server has no Kafka adapter"
+		return r
+	}
+	d, err := t.deploy(ctx, b.workDir, n, bus, b.cfg.redisBin, b.kafka)
 	if err != nil {
 		r.status = "failed: " + err.Error()
 		return r
@@ -166,7 +208,7 @@ func (b *bench) run(ctx context.Context, t target, name string) result {
 	}
 	busTopic := ""
 	if n > 1 && t.busMetrics {
-		busTopic = outboundTopic
+		busTopic = d.outbound()
 	}
 
 	switch base {
@@ -290,7 +332,7 @@ func (b *bench) delivery(ctx context.Context, d *deployment, r *result, logf fun
 		bus = newBusMeter(ctx, d, busTopic)
 	}
 	cpu0, _ := d.cpu()
-	redis0 := d.redisCPU()
+	broker0 := d.brokerCPU()
 	gen0 := selfCPU()
 	sent := make(chan sendResult, 1)
 	go func() { sent <- pub.run(ctx, total) }()
@@ -339,7 +381,7 @@ wait:
 		}
 	}
 	cpu1, _ := d.cpu()
-	r.serverCPU, r.genCPU, r.redisCPU = cpu1-cpu0, selfCPU()-gen0, d.redisCPU()-redis0
+	r.serverCPU, r.genCPU, r.brokerCPU = cpu1-cpu0, selfCPU()-gen0, d.brokerCPU()-broker0
 	if !sendDone {
 		r.send = <-sent // the publisher stops with ctx
 		r.expected = expected(r.send.accepted, clients, stride)

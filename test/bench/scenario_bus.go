@@ -9,34 +9,49 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// scenarioBus is the bus consumption scenario; it runs only as redis-bus.
+// scenarioBus is the bus consumption scenario; it runs only as redis-bus
+// and kafka-bus.
 const scenarioBus = "bus"
 
-// busPipeline is the number of XADDs the generator sends per round trip.
+// busPipeline is the number of XADDs the generator sends per round trip
+// (Redis), or of records it hands the producer at once (Kafka).
 const busPipeline = 500
 
-// busLoad is the redis-bus scenario: no clients connect; the generator adds
-// total entries to the outbound stream itself, as a backend may (an XADD
-// with just a payload field holding a deliver envelope), pipelined, to
-// users nobody is connected as, and measures how fast each instance
-// consumes them: its bus reader and outbound handler run for every entry,
-// with nothing to write to a socket.
+// busLoad is the redis-bus and kafka-bus scenario: no clients connect; the
+// generator adds total deliver envelopes to the outbound topic itself, as a
+// backend may, to users nobody is connected as, and measures how fast each
+// instance consumes them: its bus reader and outbound handler run for every
+// entry, with nothing to write to a socket. On Redis it XADDs entries with
+// just a payload field, pipelined; on Kafka it produces records whose value
+// is the envelope, keyed by its user, with franz-go (batched).
 func (b *bench) busLoad(ctx context.Context, d *deployment, r *result, logf func(string, ...any), total int) {
-	opts, err := redis.ParseURL(d.redis.url)
-	if err != nil {
-		r.status = "failed: " + err.Error()
-		return
+	var add func(context.Context) sendResult
+	if d.kafka != nil {
+		cl, err := newKafkaProducer(d.kafka.brokers, d.outbound())
+		if err != nil {
+			r.status = "failed: " + err.Error()
+			return
+		}
+		defer cl.Close()
+		add = func(ctx context.Context) sendResult { return produceRecords(ctx, cl, total) }
+	} else {
+		opts, err := redis.ParseURL(d.redis.url)
+		if err != nil {
+			r.status = "failed: " + err.Error()
+			return
+		}
+		rc := redis.NewClient(opts)
+		defer rc.Close()
+		add = func(ctx context.Context) sendResult { return addEntries(ctx, rc, total) }
 	}
-	rc := redis.NewClient(opts)
-	defer rc.Close()
 
 	r.messages = total
-	bus := newBusMeter(ctx, d, outboundTopic)
+	bus := newBusMeter(ctx, d, d.outbound())
 	cpu0, _ := d.cpu()
-	redis0 := d.redisCPU()
+	broker0 := d.brokerCPU()
 	gen0 := selfCPU()
 	added := make(chan sendResult, 1)
-	go func() { added <- addEntries(ctx, rc, total) }()
+	go func() { added <- add(ctx) }()
 
 	var (
 		addDone      bool
@@ -51,8 +66,8 @@ wait:
 		select {
 		case r.send = <-added:
 			addDone, added = true, nil
-			logf("added %d/%d entries in %.1fs (%d pipelines, %d failed)", r.send.nAccepted, total,
-				r.send.end.Sub(r.send.start).Seconds(), r.send.requests, sumCounts(r.send.errs))
+			logf("added %d/%d entries in %.1fs (%d batches of up to %d, %d failed)", r.send.nAccepted, total,
+				r.send.end.Sub(r.send.start).Seconds(), r.send.requests, busPipeline, sumCounts(r.send.errs))
 		case <-tick.C:
 		}
 		bus.sample(ctx)
@@ -85,7 +100,7 @@ wait:
 		}
 	}
 	cpu1, _ := d.cpu()
-	r.serverCPU, r.genCPU, r.redisCPU = cpu1-cpu0, selfCPU()-gen0, d.redisCPU()-redis0
+	r.serverCPU, r.genCPU, r.brokerCPU = cpu1-cpu0, selfCPU()-gen0, d.brokerCPU()-broker0
 	if !addDone {
 		r.send = <-added // the writer stops with ctx
 	}

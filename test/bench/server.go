@@ -38,6 +38,9 @@ type target struct {
 	// busMetrics says whether GET /metrics counts the messages the instance
 	// consumed from its bus (bus_messages_consumed_total).
 	busMetrics bool
+	// kafka says whether the server can share a Kafka bus (the kafka-*
+	// scenarios run only for such a server).
+	kafka bool
 }
 
 // instance is what one server process under test is started with.
@@ -50,6 +53,9 @@ type instance struct {
 	// bus, for Node); otherwise the Redis every instance of the deployment
 	// shares.
 	redisURL string
+	// kafkaBrokers, when set, are the Kafka brokers every instance of the
+	// deployment shares, with the topics of topicPrefix.
+	kafkaBrokers, topicPrefix string
 	// id names the instance within its deployment: "a", "b", …
 	id string
 }
@@ -59,6 +65,7 @@ func web3Target(bin string) target {
 		key:        "web3",
 		name:       "web3-socket",
 		busMetrics: true,
+		kafka:      true,
 		command: func(inst instance) *exec.Cmd {
 			cmd := exec.Command(bin)
 			cmd.Env = baseEnv(
@@ -69,8 +76,11 @@ func web3Target(bin string) target {
 				"LOG_LEVEL=warn",
 				"INSTANCE_ID=bench-"+inst.id,
 			)
-			if inst.redisURL != "" {
+			switch {
+			case inst.redisURL != "":
 				cmd.Env = append(cmd.Env, "BUS=redis", "REDIS_URL="+inst.redisURL)
+			case inst.kafkaBrokers != "":
+				cmd.Env = append(cmd.Env, "BUS=kafka", "KAFKA_BROKERS="+inst.kafkaBrokers, "TOPIC_PREFIX="+inst.topicPrefix)
 			}
 			return cmd
 		},
@@ -113,7 +123,8 @@ func baseEnv(vars ...string) []string {
 	return append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, vars...)
 }
 
-// process is one running server under test, or a redis-server.
+// process is one running server under test, a redis-server or a Kafka
+// broker.
 type process struct {
 	url    string
 	secret []byte
