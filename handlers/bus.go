@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -33,33 +34,121 @@ func Outbound(d Deliverer) router.HandlerFunc { return OutboundOnce(d, nil, nil)
 // When a Dedupe cannot be reached the envelope is delivered: a duplicate is
 // better than a loss.
 func OutboundOnce(d Deliverer, seen, replayed router.Dedupe) router.HandlerFunc {
-	return func(msg *message.Message) error {
-		env, err := decode(msg, schemas.KindDeliver)
+	return NewOutbound(d, seen, replayed).Handle
+}
+
+// OutboundHandler is the outbound handler as a router.BatchHandler: the
+// claims of a batch's backend envelopes are asked of a shared Dedupe
+// (router.BatchDedupe) in one round trip, before each envelope is handled.
+type OutboundHandler struct {
+	d              Deliverer
+	seen, replayed router.Dedupe
+
+	mu sync.Mutex
+	// prepared holds what Prepare learnt of the messages of the current
+	// batch, for Handle to take.
+	prepared map[*message.Message]preparedOutbound
+}
+
+type preparedOutbound struct {
+	env   *schemas.Envelope
+	first bool
+}
+
+// NewOutbound returns the outbound handler; see OutboundOnce.
+func NewOutbound(d Deliverer, seen, replayed router.Dedupe) *OutboundHandler {
+	return &OutboundHandler{d: d, seen: seen, replayed: replayed, prepared: map[*message.Message]preparedOutbound{}}
+}
+
+// Prepare claims the backend envelopes of msgs together. What it cannot
+// claim (a store error, an envelope that does not decode) Handle does alone.
+func (h *OutboundHandler) Prepare(msgs []*message.Message) {
+	h.mu.Lock()
+	clear(h.prepared) // what an interrupted batch left
+	h.mu.Unlock()
+	batch, ok := h.seen.(router.BatchDedupe)
+	if !ok || len(msgs) < 2 {
+		return
+	}
+	claims := make([]router.Claim, 0, len(msgs))
+	which := make([]*message.Message, 0, len(msgs))
+	envs := make([]*schemas.Envelope, 0, len(msgs))
+	for _, m := range msgs {
+		if m.Metadata.Get(schemas.MetaOrigin) == schemas.OriginServer {
+			continue
+		}
+		env, err := decode(m, schemas.KindDeliver)
 		if err != nil {
-			return err
+			continue
 		}
-		offset := router.OffsetOf(msg)
-		check := seen
-		if msg.Metadata.Get(schemas.MetaOrigin) == schemas.OriginServer {
-			check = replayed
-		}
-		if check == nil {
-			return d.Enqueue(msg.Context(), env, offset)
-		}
-		first, err := check.Claim(msg.Context(), env.ID, offset)
-		if err == nil && !first {
+		claims = append(claims, router.Claim{ID: env.ID, Copy: router.OffsetOf(m)})
+		which, envs = append(which, m), append(envs, env)
+	}
+	if len(claims) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := batch.ClaimAll(ctx, claims); err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, m := range which {
+		h.prepared[m] = preparedOutbound{env: envs[i], first: claims[i].First}
+	}
+}
+
+func (h *OutboundHandler) take(msg *message.Message) (preparedOutbound, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p, ok := h.prepared[msg]
+	if ok {
+		delete(h.prepared, msg)
+	}
+	return p, ok
+}
+
+// Handle validates msg's envelope and queues it for local delivery, once
+// per envelope id.
+func (h *OutboundHandler) Handle(msg *message.Message) error {
+	if p, ok := h.take(msg); ok {
+		if !p.first {
 			return nil
 		}
-		if err := d.Enqueue(msg.Context(), env, offset); err != nil {
-			if first {
-				ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), 2*time.Second)
-				_ = check.Release(ctx, env.ID, offset)
-				cancel()
-			}
-			return err
-		}
+		return h.deliver(msg, p.env, h.seen, true)
+	}
+	env, err := decode(msg, schemas.KindDeliver)
+	if err != nil {
+		return err
+	}
+	check := h.seen
+	if msg.Metadata.Get(schemas.MetaOrigin) == schemas.OriginServer {
+		check = h.replayed
+	}
+	if check == nil {
+		return h.d.Enqueue(msg.Context(), env, router.OffsetOf(msg))
+	}
+	first, err := check.Claim(msg.Context(), env.ID, router.OffsetOf(msg))
+	if err == nil && !first {
 		return nil
 	}
+	return h.deliver(msg, env, check, first)
+}
+
+// deliver queues env; when that fails, the claim (if it was this copy's) is
+// released so that the copy handed over again is delivered.
+func (h *OutboundHandler) deliver(msg *message.Message, env *schemas.Envelope, check router.Dedupe, claimed bool) error {
+	offset := router.OffsetOf(msg)
+	if err := h.d.Enqueue(msg.Context(), env, offset); err != nil {
+		if claimed && check != nil {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), 2*time.Second)
+			_ = check.Release(ctx, env.ID, offset)
+			cancel()
+		}
+		return err
+	}
+	return nil
 }
 
 // Members applies cluster commands to the sockets of this instance.

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -71,5 +72,49 @@ func TestOutboundOnceDeliversAgainWhatFailedToBeDelivered(t *testing.T) {
 	}
 	if len(d.got) != 1 {
 		t.Fatalf("the retried envelope was delivered %d times, want once", len(d.got))
+	}
+}
+
+// countingDedupe is a memory Dedupe that counts its round trips.
+type countingDedupe struct {
+	router.BatchDedupe
+	claims, batches int
+}
+
+func (d *countingDedupe) Claim(ctx context.Context, id, copy string) (bool, error) {
+	d.claims++
+	return d.BatchDedupe.Claim(ctx, id, copy)
+}
+
+func (d *countingDedupe) ClaimAll(ctx context.Context, claims []router.Claim) error {
+	d.batches++
+	return d.BatchDedupe.ClaimAll(ctx, claims)
+}
+
+// A batch's backend envelopes are claimed in one round trip, and a duplicate
+// within the batch is still delivered once; envelopes the server published
+// are not claimed.
+func TestOutboundClaimsABatchInOneRoundTrip(t *testing.T) {
+	d := &fakeDeliverer{}
+	seen := &countingDedupe{BatchDedupe: router.NewMemoryDedupe(time.Minute, 100).(router.BatchDedupe)}
+	h := NewOutbound(d, seen, nil)
+	a := schemas.NewDeliver(schemas.Target{Users: []string{"u1"}}, "n", nil)
+	b := schemas.NewDeliver(schemas.Target{Users: []string{"u2"}}, "n", nil)
+	msgs := []*message.Message{backendMessage(t, a), backendMessage(t, b), backendMessage(t, a),
+		busMessage(t, schemas.NewDeliver(schemas.Target{All: true}, "n", nil))}
+	for i, m := range msgs[:3] {
+		m.Metadata.Set(router.MetaEntryID, fmt.Sprintf("1-%d", i))
+	}
+	h.Prepare(msgs)
+	for _, m := range msgs {
+		if err := h.Handle(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seen.batches != 1 || seen.claims != 0 {
+		t.Errorf("%d batch claims and %d single claims, want one batch", seen.batches, seen.claims)
+	}
+	if len(d.got) != 3 || d.got[0].ID != a.ID || d.got[1].ID != b.ID {
+		t.Fatalf("delivered %d envelopes, want a, b and the server's (the second copy of a dropped)", len(d.got))
 	}
 }

@@ -28,6 +28,21 @@ type Dedupe interface {
 	Release(ctx context.Context, id, copy string) error
 }
 
+// Claim is one question of ClaimAll: the copy of envelope ID.
+type Claim struct {
+	ID, Copy string
+	// First is the answer, as Dedupe.Claim gives it.
+	First bool
+}
+
+// BatchDedupe is a Dedupe that answers many claims at once (one round trip
+// to a shared store).
+type BatchDedupe interface {
+	Dedupe
+	// ClaimAll answers every claim, in order; on an error none is answered.
+	ClaimAll(ctx context.Context, claims []Claim) error
+}
+
 // Deduper is implemented by a Bus that keeps what Dedupe remembers where
 // every instance sees it (the Redis bus keeps it in Redis), so that all the
 // instances of a cluster agree on which copy of an envelope is the one.
@@ -83,6 +98,14 @@ func (d *memoryDedupe) Claim(_ context.Context, id, copy string) (bool, error) {
 	}
 	d.seen.Add(id, seenCopy{copy: copy, at: now})
 	return true, nil
+}
+
+// ClaimAll answers the claims one by one: memory has no round trip to save.
+func (d *memoryDedupe) ClaimAll(ctx context.Context, claims []Claim) error {
+	for i := range claims {
+		claims[i].First, _ = d.Claim(ctx, claims[i].ID, claims[i].Copy)
+	}
+	return nil
 }
 
 func (d *memoryDedupe) Release(_ context.Context, id, copy string) error {

@@ -49,6 +49,31 @@ func (d *redisDedupe) Claim(ctx context.Context, id, copy string) (bool, error) 
 	return n == 1, nil
 }
 
+// ClaimAll answers every claim in one pipelined round trip.
+func (d *redisDedupe) ClaimAll(ctx context.Context, claims []Claim) error {
+	if len(claims) == 0 {
+		return nil
+	}
+	cmds := make([]*redis.Cmd, len(claims))
+	_, err := d.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, c := range claims {
+			cmds[i] = claimScript.Eval(ctx, pipe, []string{d.prefix + c.ID}, c.Copy, d.window.Milliseconds())
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dedupe %d claims: %w", len(claims), err)
+	}
+	for i, cmd := range cmds {
+		n, err := cmd.Int()
+		if err != nil {
+			return fmt.Errorf("dedupe %s: %w", claims[i].ID, err)
+		}
+		claims[i].First = n == 1
+	}
+	return nil
+}
+
 func (d *redisDedupe) Release(ctx context.Context, id, copy string) error {
 	if err := releaseScript.Run(ctx, d.client, []string{d.prefix + id}, copy).Err(); err != nil {
 		return fmt.Errorf("dedupe release %s: %w", id, err)

@@ -54,6 +54,22 @@ func dedupeCases(t *testing.T, newDedupe func(t *testing.T, window time.Duration
 		_ = d.Release(ctx, "e1", "2-0")
 		claim(t, d, "e1", "2-0", false)
 	})
+	t.Run("claims asked together get the answers asked one by one would", func(t *testing.T) {
+		d, ok := newDedupe(t, time.Minute).(BatchDedupe)
+		if !ok {
+			t.Fatal("the Dedupe cannot claim in batches")
+		}
+		claim(t, d, "e0", "0-1", true)
+		claims := []Claim{{ID: "e0", Copy: "0-2"}, {ID: "e1", Copy: "1-0"}, {ID: "e1", Copy: "2-0"}, {ID: "e0", Copy: "0-1"}}
+		if err := d.ClaimAll(ctx, claims); err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range []bool{false, true, false, true} {
+			if claims[i].First != want {
+				t.Errorf("claim %d (%s, %s): %v, want %v", i, claims[i].ID, claims[i].Copy, claims[i].First, want)
+			}
+		}
+	})
 	t.Run("after the window the id is forgotten", func(t *testing.T) {
 		d := newDedupe(t, 100*time.Millisecond)
 		claim(t, d, "e1", "1-0", true)

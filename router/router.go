@@ -95,6 +95,20 @@ func (r *Router) HandleFanOut(name, topic string, fn HandlerFunc) {
 	r.wm.AddConsumerHandler(name, topic, batchesOf(r.bus.FanOut()), r.wrap(topic, fn))
 }
 
+// BatchHandler is a handler that can prepare the messages of a batch
+// together before it handles each of them (to ask a store about all of them
+// in one round trip, say). Prepare must not fail: what it could not prepare,
+// Handle does alone.
+type BatchHandler interface {
+	Prepare(msgs []*message.Message)
+	Handle(msg *message.Message) error
+}
+
+// HandleFanOutBatches is HandleFanOut for a BatchHandler.
+func (r *Router) HandleFanOutBatches(name, topic string, h BatchHandler) {
+	r.wm.AddConsumerHandler(name, topic, batchesOf(r.bus.FanOut()), r.wrapPrepared(topic, h.Handle, h.Prepare))
+}
+
 // HandleWorkQueue registers fn for the messages of topic shared by group.
 func (r *Router) HandleWorkQueue(name, topic, group string, fn HandlerFunc) {
 	r.wm.AddConsumerHandler(name, topic, batchesOf(r.bus.WorkQueue(group)), r.wrap(topic, fn))
@@ -108,6 +122,12 @@ func (r *Router) HandleWorkQueue(name, topic, group string, fn HandlerFunc) {
 // deferred message, or the poison topic refused one) nacks the batch from that
 // message on.
 func (r *Router) wrap(topic string, fn HandlerFunc) message.NoPublishHandlerFunc {
+	return r.wrapPrepared(topic, fn, nil)
+}
+
+// wrapPrepared is wrap with prepare, when not nil, called on the messages of
+// each batch still to handle before they are.
+func (r *Router) wrapPrepared(topic string, fn HandlerFunc, prepare func([]*message.Message)) message.NoPublishHandlerFunc {
 	consumed := r.metrics.consumed.WithLabelValues(topic)
 	poisoned := r.metrics.poisoned.WithLabelValues(topic)
 	failed := r.metrics.handlerErrors.WithLabelValues(topic)
@@ -154,7 +174,10 @@ func (r *Router) wrap(topic string, fn HandlerFunc) message.NoPublishHandlerFunc
 		if !ok {
 			return handle(msg, msg)
 		}
-		for _, m := range b.msgs {
+		if prepare != nil {
+			prepare(b.msgs[b.done:])
+		}
+		for _, m := range b.msgs[b.done:] {
 			if err := handle(m, msg); err != nil {
 				return err
 			}

@@ -158,8 +158,8 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 	if cfg.IdempotencyWindow > 0 {
 		seen = router.NewDedupe(bus, cfg.TopicPrefix, cfg.IdempotencyWindow)
 	}
-	outbound := handlers.OutboundOnce(edge, seen, replayed)
-	rt.HandleFanOut("deliver", topics.Outbound, outbound)
+	outbound := handlers.NewOutbound(edge, seen, replayed)
+	rt.HandleFanOutBatches("deliver", topics.Outbound, outbound)
 	if backend != nil {
 		rt.HandleWorkQueue("backend", topics.Inbound, backendGroup, backend.Forward())
 	}
