@@ -99,7 +99,7 @@ func parseEvent(p []byte) (name string, data []byte, ok bool) {
 				// A string last argument is the data itself, or the
 				// recovery offset after it.
 				if i := bytes.LastIndex(rest, []byte(`,"`)); data[len(data)-1] == '"' && i > 0 &&
-					i+2 <= len(rest)-1 && bytes.IndexAny(rest[i+2:len(rest)-1], "\"\\") < 0 {
+					i+2 <= len(rest)-1 && !bytes.ContainsAny(rest[i+2:len(rest)-1], "\"\\") {
 					data = rest[1:i]
 				}
 				return string(p[2 : 2+end]), data, true
