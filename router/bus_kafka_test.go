@@ -11,7 +11,6 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/web3-socket/web3-socket/schemas"
@@ -35,35 +34,20 @@ func kafkaTestBus(t testing.TB, k *harness.Kafka, partitions int32, fromStart bo
 // per topic, so that order is guaranteed).
 func TestKafkaFanOutPassesTheUniversalPubSubSuite(t *testing.T) {
 	k := harness.StartKafka(t)
-	tests.TestPubSub(t, tests.Features{
-		ConsumerGroups:                   false,
-		ExactlyOnceDelivery:              false,
-		GuaranteedOrder:                  true,
-		Persistent:                       true,
-		NewSubscriberReceivesOldMessages: true,
-	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
+	fanOutSuite(t, func(t *testing.T) (message.Publisher, message.Subscriber) {
 		bus := kafkaTestBus(t, k, 1, true)
 		return bus.Publisher(), bus.FanOut()
-	}, nil)
+	})
 }
 
 // TestKafkaWorkQueuePassesTheUniversalPubSubSuite does the same for the
 // consumer-group work queue.
 func TestKafkaWorkQueuePassesTheUniversalPubSubSuite(t *testing.T) {
 	k := harness.StartKafka(t)
-	constructor := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
+	workQueueSuite(t, func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
 		bus := kafkaTestBus(t, k, 1, true)
 		return bus.Publisher(), bus.WorkQueue(group)
-	}
-	tests.TestPubSub(t, tests.Features{
-		ConsumerGroups:                      true,
-		ExactlyOnceDelivery:                 false,
-		GuaranteedOrderWithSingleSubscriber: true,
-		Persistent:                          true,
-		NewSubscriberReceivesOldMessages:    true,
-	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
-		return constructor(t, watermill.NewShortUUID())
-	}, constructor)
+	})
 }
 
 // TestKafkaFanOutReachesEveryInstanceInOrderPerUser: two buses (two

@@ -9,7 +9,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
@@ -22,18 +21,12 @@ import (
 // redis-server.
 func TestStreamReaderPassesTheUniversalPubSubSuite(t *testing.T) {
 	r := harness.StartRedis(t)
-	tests.TestPubSub(t, tests.Features{
-		ConsumerGroups:                   false,
-		ExactlyOnceDelivery:              false,
-		GuaranteedOrder:                  true,
-		Persistent:                       true,
-		NewSubscriberReceivesOldMessages: true,
-	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
+	fanOutSuite(t, func(t *testing.T) (message.Publisher, message.Subscriber) {
 		client := redisClient(t, r.URL)
 		reader := newStreamReader(client, nil, slog.New(slog.DiscardHandler))
 		reader.fromStart = true
 		return &redisPublisher{client: client, timeout: 5 * time.Second}, reader
-	}, nil)
+	})
 }
 
 // TestGroupReaderPassesTheUniversalPubSubSuite does the same for the work
@@ -46,15 +39,7 @@ func TestGroupReaderPassesTheUniversalPubSubSuite(t *testing.T) {
 		reader.fromStart = true
 		return &redisPublisher{client: client, timeout: 5 * time.Second}, reader
 	}
-	tests.TestPubSub(t, tests.Features{
-		ConsumerGroups:                      true,
-		ExactlyOnceDelivery:                 false,
-		GuaranteedOrderWithSingleSubscriber: true,
-		Persistent:                          true,
-		NewSubscriberReceivesOldMessages:    true,
-	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
-		return constructor(t, watermill.NewShortUUID())
-	}, constructor)
+	workQueueSuite(t, constructor)
 }
 
 // TestGroupReaderClaimsWhatADeadConsumerLeftPending: a consumer takes entries
