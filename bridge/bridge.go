@@ -134,6 +134,10 @@ type Bridge struct {
 	registry *registry
 	queue    chan queued
 	draining atomic.Bool
+	// inflight counts the envelopes queued or being delivered; delivering
+	// is held by whoever delivers, so that deliveries keep their order.
+	inflight   atomic.Int64
+	delivering sync.Mutex
 
 	// sessions is nil when clients cannot recover; gates holds the sockets
 	// being recovered (*socket.Socket → *recoveryGate), recovering counts

@@ -24,12 +24,36 @@ type queued struct {
 // local delivery loop. It blocks while the queue is full, which holds back the
 // bus consumer instead of growing memory, and gives up when ctx is done.
 func (b *Bridge) Enqueue(ctx context.Context, env *schemas.Envelope, offset string) error {
+	b.inflight.Add(1)
 	select {
 	case b.queue <- queued{env: env, offset: offset}:
 		return nil
 	case <-ctx.Done():
+		b.inflight.Add(-1)
 		return ctx.Err()
 	}
+}
+
+// inlineMaxTargets bounds the users and socket ids of an envelope Deliver
+// may deliver in its caller's goroutine.
+const inlineMaxTargets = 4
+
+// Deliver is Enqueue for an envelope the bus handed over alone. When nothing
+// is queued or being delivered and the envelope is for a few users or socket
+// ids (no room, not everyone), the caller delivers it at once: a lone message
+// then waits for no other goroutine. Anything else is queued, so that a busy
+// bridge, and an envelope for many sockets, is delivered in batches.
+func (b *Bridge) Deliver(ctx context.Context, env *schemas.Envelope, offset string) error {
+	to := env.To
+	if to == nil || to.All || len(to.Rooms) > 0 || len(to.Users)+len(to.Sockets) > inlineMaxTargets ||
+		!b.inflight.CompareAndSwap(0, 1) {
+		return b.Enqueue(ctx, env, offset)
+	}
+	b.delivering.Lock()
+	b.deliver([]queued{{env: env, offset: offset}})
+	b.delivering.Unlock()
+	b.inflight.Add(-1)
+	return nil
 }
 
 // RunDelivery delivers queued envelopes to local sockets until ctx is done,
@@ -37,18 +61,24 @@ func (b *Bridge) Enqueue(ctx context.Context, env *schemas.Envelope, offset stri
 // at each wake-up, up to MaxBatch, as one batch.
 func (b *Bridge) RunDelivery(ctx context.Context) {
 	batch := make([]queued, 0, b.cfg.MaxBatch)
+	run := func(batch []queued) {
+		b.delivering.Lock()
+		b.deliver(batch)
+		b.delivering.Unlock()
+		b.inflight.Add(-int64(len(batch)))
+	}
 	for {
 		select {
 		case env := <-b.queue:
 			batch = b.fill(append(batch[:0], env))
-			b.deliver(batch)
+			run(batch)
 		case <-ctx.Done():
 			for {
 				batch = b.fill(batch[:0])
 				if len(batch) == 0 {
 					return
 				}
-				b.deliver(batch)
+				run(batch)
 			}
 		}
 	}

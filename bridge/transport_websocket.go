@@ -6,12 +6,14 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	ws "github.com/gorilla/websocket"
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/v3/pkg/types"
+	"golang.org/x/sys/unix"
 )
 
 // The Engine.IO library keeps the protocol; this file owns the WebSocket write
@@ -23,9 +25,12 @@ import (
 //     every recipient (delivery builds one per envelope);
 //   - each socket's queue is a slice of those shared frames, bounded in bytes;
 //     a socket over the bound is a slow consumer and is disconnected;
-//   - one writer goroutine per socket exists only while there is something to
-//     write, and writes everything queued at each wake-up with one writev and
-//     one deadline;
+//   - frames queued on an idle socket are first written at once, without
+//     blocking, by the goroutine queuing them (as libuv's uv_try_write does
+//     for Node): a socket the kernel takes them for needs no other goroutine;
+//   - what the kernel does not take at once is written by a writer goroutine
+//     that exists only while there is something to write, and writes
+//     everything queued at each wake-up with one writev and one deadline;
 //   - an idle socket holds no writer goroutine and no write buffer.
 
 // wsFrame is a complete server-to-client WebSocket frame, shared read-only by
@@ -95,6 +100,9 @@ type wsTransport struct {
 	conn        *types.WebSocketConn
 	netConn     net.Conn
 	idleTimeout time.Duration
+	// raw is the connection's file descriptor access, for the writes tried
+	// without blocking; nil when the connection has none (TLS).
+	raw syscall.RawConn
 
 	mu      sync.Mutex
 	pending []wsFrame // frames waiting for the writer, in order
@@ -110,6 +118,11 @@ func (t *wsTransport) Construct(ctx *types.HttpContext) {
 	t.idleTimeout = ctx.IdleTimeout
 	t.conn = ctx.Websocket
 	t.netConn = t.conn.NetConn()
+	if sc, ok := t.netConn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			t.raw = raw
+		}
+	}
 
 	// gorilla answers pings and echoes close frames by writing itself; every
 	// write must go through the queue so frames never interleave.
@@ -196,11 +209,42 @@ func (t *wsTransport) Send(packets []*packet.Packet) {
 }
 
 // enqueue appends frames to the socket's queue and wakes the writer. A queue
-// over the bound disconnects the socket as a slow consumer.
+// over the bound disconnects the socket as a slow consumer. On a socket with
+// nothing queued and no writer, the frames are first written without
+// blocking (tryWrite); only what the kernel does not take is queued.
 func (t *wsTransport) enqueue(frames ...wsFrame) {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
+		return
+	}
+	if t.raw != nil && !t.writing && !t.closing && len(t.pending) == 0 && len(frames) > 0 {
+		t.writing = true // held by this goroutine while it tries
+		t.mu.Unlock()
+		frames = t.tryWrite(frames)
+		t.mu.Lock()
+		if t.closed {
+			t.writing = false
+			t.mu.Unlock()
+			return
+		}
+		if len(frames) == 0 && len(t.pending) == 0 {
+			t.writing = false
+			closing := t.closing
+			t.mu.Unlock()
+			if closing {
+				t.closeConn()
+			}
+			return
+		}
+		// The rest goes first, ahead of what was queued meanwhile; the
+		// writer this goroutine holds the place of takes it all.
+		t.pending = append(append(make([]wsFrame, 0, len(frames)+len(t.pending)), frames...), t.pending...)
+		for _, f := range frames {
+			t.queued += len(f)
+		}
+		t.writing = false
+		t.wakeLocked()
 		return
 	}
 	for _, f := range frames {
@@ -243,6 +287,48 @@ func (t *wsTransport) wakeLocked() {
 	if start {
 		go t.writeLoop()
 	}
+}
+
+// tryWrite writes frames with one writev that does not wait for the socket
+// to be writable, and returns what the kernel did not take (the first of it
+// possibly a frame's tail). A connection that fails is closed; it returns
+// nothing then.
+func (t *wsTransport) tryWrite(frames []wsFrame) []wsFrame {
+	const maxIovecs = 64 // well under IOV_MAX
+	iov := make([][]byte, 0, min(len(frames), maxIovecs))
+	for _, f := range frames[:min(len(frames), maxIovecs)] {
+		iov = append(iov, f)
+	}
+	var (
+		n    int
+		werr error
+	)
+	err := t.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = unix.Writev(int(fd), iov)
+			if werr != unix.EINTR {
+				return true // done, or EAGAIN: never wait here
+			}
+		}
+	})
+	if err == nil && werr != nil && werr != unix.EAGAIN {
+		err = werr
+	}
+	if err != nil {
+		t.mu.Lock()
+		t.closed, t.pending, t.queued = true, nil, 0
+		t.mu.Unlock()
+		t.closeConn()
+		return nil
+	}
+	for len(frames) > 0 && n >= len(frames[0]) {
+		n -= len(frames[0])
+		frames = frames[1:]
+	}
+	if n > 0 {
+		frames = append([]wsFrame{frames[0][n:]}, frames[1:]...)
+	}
+	return frames
 }
 
 // writeLoop writes what is queued until the queue is empty, then ends.

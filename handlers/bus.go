@@ -19,6 +19,14 @@ type Deliverer interface {
 	Enqueue(ctx context.Context, env *schemas.Envelope, offset string) error
 }
 
+// loneDeliverer is a Deliverer that may deliver an envelope the bus handed
+// over alone (a batch of one) at once, in the handler's goroutine
+// (bridge.Bridge.Deliver). The envelopes of a larger batch are queued, so
+// that the handler goes on with the batch while they are written.
+type loneDeliverer interface {
+	Deliver(ctx context.Context, env *schemas.Envelope, offset string) error
+}
+
 // Outbound returns the handler of the outbound topic: it validates each
 // envelope and queues it for local delivery. An invalid envelope is a
 // permanent error, so it goes to the poison topic and the stream moves on.
@@ -48,6 +56,10 @@ type OutboundHandler struct {
 	// prepared holds what Prepare learnt of the messages of the current
 	// batch, for Handle to take.
 	prepared map[*message.Message]preparedOutbound
+	// rest counts the messages of the current batch of more than one that
+	// Handle has not seen yet: while it is above 0, envelopes are queued
+	// rather than delivered at once (loneDeliverer).
+	rest int
 }
 
 type preparedOutbound struct {
@@ -65,6 +77,10 @@ func NewOutbound(d Deliverer, seen, replayed router.Dedupe) *OutboundHandler {
 func (h *OutboundHandler) Prepare(msgs []*message.Message) {
 	h.mu.Lock()
 	clear(h.prepared) // what an interrupted batch left
+	h.rest = 0
+	if len(msgs) > 1 {
+		h.rest = len(msgs)
+	}
 	h.mu.Unlock()
 	batch, ok := h.seen.(router.BatchDedupe)
 	if !ok || len(msgs) < 2 {
@@ -99,24 +115,30 @@ func (h *OutboundHandler) Prepare(msgs []*message.Message) {
 	}
 }
 
-func (h *OutboundHandler) take(msg *message.Message) (preparedOutbound, bool) {
+// take returns what Prepare learnt of msg, and whether msg came alone.
+func (h *OutboundHandler) take(msg *message.Message) (p preparedOutbound, ok, alone bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	p, ok := h.prepared[msg]
+	p, ok = h.prepared[msg]
 	if ok {
 		delete(h.prepared, msg)
 	}
-	return p, ok
+	alone = h.rest == 0
+	if h.rest > 0 {
+		h.rest--
+	}
+	return p, ok, alone
 }
 
 // Handle validates msg's envelope and queues it for local delivery, once
 // per envelope id.
 func (h *OutboundHandler) Handle(msg *message.Message) error {
-	if p, ok := h.take(msg); ok {
+	p, ok, alone := h.take(msg)
+	if ok {
 		if !p.first {
 			return nil
 		}
-		return h.deliver(msg, p.env, h.seen, true)
+		return h.deliver(msg, p.env, h.seen, true, alone)
 	}
 	env, err := decode(msg, schemas.KindDeliver)
 	if err != nil {
@@ -127,20 +149,29 @@ func (h *OutboundHandler) Handle(msg *message.Message) error {
 		check = h.replayed
 	}
 	if check == nil {
-		return h.d.Enqueue(msg.Context(), env, router.OffsetOf(msg))
+		return h.enqueue(msg.Context(), env, router.OffsetOf(msg), alone)
 	}
 	first, err := check.Claim(msg.Context(), env.ID, router.OffsetOf(msg))
 	if err == nil && !first {
 		return nil
 	}
-	return h.deliver(msg, env, check, first)
+	return h.deliver(msg, env, check, first, alone)
+}
+
+// enqueue hands env over for local delivery: at once when it came alone
+// and the Deliverer can (loneDeliverer).
+func (h *OutboundHandler) enqueue(ctx context.Context, env *schemas.Envelope, offset string, alone bool) error {
+	if d, ok := h.d.(loneDeliverer); ok && alone {
+		return d.Deliver(ctx, env, offset)
+	}
+	return h.d.Enqueue(ctx, env, offset)
 }
 
 // deliver queues env; when that fails, the claim (if it was this copy's) is
 // released so that the copy handed over again is delivered.
-func (h *OutboundHandler) deliver(msg *message.Message, env *schemas.Envelope, check router.Dedupe, claimed bool) error {
+func (h *OutboundHandler) deliver(msg *message.Message, env *schemas.Envelope, check router.Dedupe, claimed, alone bool) error {
 	offset := router.OffsetOf(msg)
-	if err := h.d.Enqueue(msg.Context(), env, offset); err != nil {
+	if err := h.enqueue(msg.Context(), env, offset, alone); err != nil {
 		if claimed && check != nil {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), 2*time.Second)
 			_ = check.Release(ctx, env.ID, offset)

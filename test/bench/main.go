@@ -53,6 +53,9 @@ type config struct {
 	// when empty the generator starts one with .ci/kafka.sh and javaBin.
 	kafkaBrokers, javaBin string
 	quick                 bool
+	// web3Env is extra configuration (KEY=VALUE) of every web3-socket
+	// instance, after the bench's own.
+	web3Env []string
 }
 
 // allScenarios is the default of -scenarios: the Redis variants run when
@@ -94,6 +97,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.kafkaBrokers, "kafka-brokers", os.Getenv("KAFKA_BROKERS"), "Kafka brokers (host:port, comma-separated) of the kafka-* scenarios; empty starts a single-node broker with "+kafkaScript+" (needs java) on loopback for the run")
 	fs.StringVar(&c.javaBin, "java", "java", "the java executable that runs the broker "+kafkaScript+" starts when -kafka-brokers is empty")
 	fs.StringVar(&c.out, "out", "", "also write the report to this file")
+	web3Env := fs.String("web3-env", "", "extra environment of every web3-socket instance, KEY=VALUE pairs, comma-separated (IDEMPOTENCY_WINDOW=0s,RECOVERY_WINDOW=0s compares settings)")
 	fs.BoolVar(&c.quick, "quick", false, "smoke-test sizes: 200 clients, 50 broadcasts, 2,000 per-user messages, 20,000 per-user-batch, redis-bus and kafka-bus messages, 1,000 idle clients idle for 3s")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -122,6 +126,7 @@ func parseFlags(args []string) (config, error) {
 		}
 	}
 	c.servers = splitList(*servers)
+	c.web3Env = splitList(*web3Env)
 	c.scenarios = splitList(*scenarios)
 	for i, s := range c.scenarios {
 		for _, p := range []string{"", redisPrefix, kafkaPrefix} {
@@ -144,6 +149,11 @@ func parseFlags(args []string) (config, error) {
 		c.scenarios = slices.DeleteFunc(c.scenarios, func(s string) bool { return strings.HasPrefix(s, kafkaPrefix) })
 	}
 	var errs []error
+	for _, kv := range c.web3Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			errs = append(errs, fmt.Errorf("-web3-env: %q: want KEY=VALUE", kv))
+		}
+	}
 	for _, s := range c.servers {
 		if s != "web3" && s != "node" {
 			errs = append(errs, fmt.Errorf("-servers: %q is not a server: want web3 or node", s))
@@ -257,7 +267,7 @@ func run(ctx context.Context, cfg config) error {
 			if err != nil {
 				return err
 			}
-			targets = append(targets, web3Target(bin))
+			targets = append(targets, web3Target(bin, cfg.web3Env))
 		case "node":
 			dir, err := filepath.Abs(cfg.nodeDir)
 			if err != nil {

@@ -60,7 +60,7 @@ type instance struct {
 	id string
 }
 
-func web3Target(bin string) target {
+func web3Target(bin string, extraEnv []string) target {
 	return target{
 		key:        "web3",
 		name:       "web3-socket",
@@ -82,6 +82,7 @@ func web3Target(bin string) target {
 			case inst.kafkaBrokers != "":
 				cmd.Env = append(cmd.Env, "BUS=kafka", "KAFKA_BROKERS="+inst.kafkaBrokers, "TOPIC_PREFIX="+inst.topicPrefix)
 			}
+			cmd.Env = append(cmd.Env, extraEnv...)
 			return cmd
 		},
 	}
