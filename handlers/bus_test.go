@@ -272,3 +272,58 @@ func TestControlRecordsHeartbeatsInTheClusterView(t *testing.T) {
 		t.Fatalf("observed %+v", m)
 	}
 }
+
+// loneFakeDeliverer is a fakeDeliverer that can deliver at once, recording
+// which envelopes came that way.
+type loneFakeDeliverer struct {
+	fakeDeliverer
+	now []string
+}
+
+func (d *loneFakeDeliverer) Deliver(ctx context.Context, env *schemas.Envelope, offset string) error {
+	d.now = append(d.now, env.Event)
+	return d.Enqueue(ctx, env, offset)
+}
+
+func TestOutboundDeliversOnlyLoneEnvelopesAtOnce(t *testing.T) {
+	d := &loneFakeDeliverer{}
+	h := NewOutbound(d, nil, nil)
+	envelope := func(event string) *message.Message {
+		return busMessage(t, schemas.NewDeliver(schemas.Target{Users: []string{"u1"}}, event, nil))
+	}
+	// A batch of three: queued, so the handler goes on with the batch.
+	batch := []*message.Message{envelope("b1"), envelope("b2"), envelope("b3")}
+	h.Prepare(batch)
+	for _, m := range batch {
+		if err := h.Handle(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A batch of one, then a message that came without a batch: at once.
+	lone := envelope("lone")
+	h.Prepare([]*message.Message{lone})
+	if err := h.Handle(lone); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Handle(envelope("plain")); err != nil {
+		t.Fatal(err)
+	}
+	// A batch cut short (nacked, handed over again as a new batch): the
+	// next Prepare starts over.
+	h.Prepare([]*message.Message{envelope("c1"), envelope("c2")})
+	again := envelope("c2")
+	h.Prepare([]*message.Message{again})
+	if err := h.Handle(again); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, env := range d.got {
+		order = append(order, env.Event)
+	}
+	if want := []string{"b1", "b2", "b3", "lone", "plain", "c2"}; !slices.Equal(order, want) {
+		t.Fatalf("handed over %v, want %v", order, want)
+	}
+	if want := []string{"lone", "plain", "c2"}; !slices.Equal(d.now, want) {
+		t.Fatalf("delivered at once %v, want %v (the envelopes of a larger batch are queued)", d.now, want)
+	}
+}
