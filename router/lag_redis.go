@@ -4,7 +4,12 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"time"
 )
+
+// lagCheckEvery is how often a reader that keeps up checks its lag (an
+// XINFO STREAM call); one that is behind checks before each read.
+const lagCheckEvery = 250 * time.Millisecond
 
 // streamID is a Redis stream entry id, "<ms>-<seq>".
 type streamID struct{ ms, seq uint64 }

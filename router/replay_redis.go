@@ -52,9 +52,10 @@ func (r *replayBuffer) add(topic string, values []map[string]any) {
 	for drop < len(r.entries) && now.Sub(r.entries[drop].at) > replayWindow {
 		drop++
 	}
-	if drop > 0 {
-		r.entries = append(r.entries[:0:0], r.entries[drop:]...)
-	}
+	// Dropped from the front in place: append moves what is left to a new
+	// array when it runs out of room, so adding stays amortised O(1).
+	clear(r.entries[:drop])
+	r.entries = r.entries[drop:]
 }
 
 // recent returns the entries of the last replayWindow.

@@ -84,11 +84,19 @@ func (s *streamReader) read(ctx context.Context, topic, after string, hand handO
 	defer close(out)
 	ctx, cancel := untilClosed(ctx, s.closing)
 	defer cancel()
-	var delay retryDelay
-	checked := after
+	var (
+		delay retryDelay
+		// The lag is checked when the reader moved, at most every
+		// lagCheckEvery while it keeps up, and before every read while it
+		// is behind (its last read was full), which is when trimming can
+		// overtake it.
+		checked   = after
+		checkedAt time.Time
+		behind    bool
+	)
 	for ctx.Err() == nil {
-		if after != checked {
-			checked = after
+		if after != checked && (behind || time.Since(checkedAt) >= lagCheckEvery) {
+			checked, checkedAt = after, time.Now()
 			s.checkLag(ctx, topic, after)
 		}
 		streams, err := s.client.XRead(ctx, &redis.XReadArgs{Streams: []string{topic, after}, Count: s.count, Block: s.block}).Result()
@@ -107,7 +115,9 @@ func (s *streamReader) read(ctx context.Context, topic, after string, hand handO
 		}
 		delay = 0
 		var msgs []*message.Message
+		read := 0
 		for _, xs := range streams {
+			read += len(xs.Messages)
 			msgs = slices.Grow(msgs, len(xs.Messages))
 			for _, entry := range xs.Messages {
 				msg, err := unmarshalEntry(entry)
@@ -122,6 +132,7 @@ func (s *streamReader) read(ctx context.Context, topic, after string, hand handO
 				after = xs.Messages[n-1].ID
 			}
 		}
+		behind = s.count > 0 && int64(read) >= s.count
 		if hand(ctx, msgs, out) < len(msgs) {
 			return
 		}
