@@ -70,6 +70,26 @@ func dedupeCases(t *testing.T, newDedupe func(t *testing.T, window time.Duration
 			}
 		}
 	})
+	t.Run("a large batch gets the answers of one by one", func(t *testing.T) {
+		d, ok := newDedupe(t, time.Minute).(BatchDedupe)
+		if !ok {
+			t.Fatal("the Dedupe cannot claim in batches")
+		}
+		// More claims than one store call takes, ids seen again across
+		// the calls' boundaries: copy i of id i%50.
+		claims := make([]Claim, 1500)
+		for i := range claims {
+			claims[i] = Claim{ID: fmt.Sprint("big", i%50), Copy: fmt.Sprint(i, "-0")}
+		}
+		if err := d.ClaimAll(ctx, claims); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range claims {
+			if want := i < 50; c.First != want {
+				t.Fatalf("claim %d (%s, %s): %v, want %v", i, c.ID, c.Copy, c.First, want)
+			}
+		}
+	})
 	t.Run("after the window the id is forgotten", func(t *testing.T) {
 		d := newDedupe(t, 100*time.Millisecond)
 		claim(t, d, "e1", "1-0", true)
@@ -123,14 +143,6 @@ func TestRedisDedupeIsSharedByInstances(t *testing.T) {
 	dedupeCases(t, func(t *testing.T, window time.Duration) Dedupe {
 		n++ // a prefix per case: the cases reuse ids
 		return NewDedupe(newBus(t), fmt.Sprintf("t%d.", n), window)
-	})
-	t.Run("scripted, as for Redis before 7.0", func(t *testing.T) {
-		dedupeCases(t, func(t *testing.T, window time.Duration) Dedupe {
-			n++
-			d := NewDedupe(newBus(t), fmt.Sprintf("t%d.", n), window).(*redisDedupe)
-			d.lua.Store(true) // what a syntax error for SET NX GET sets
-			return d
-		})
 	})
 	t.Run("two instances agree on the copy", func(t *testing.T) {
 		a, b := NewDedupe(newBus(t), "shared.", time.Minute), NewDedupe(newBus(t), "shared.", time.Minute)

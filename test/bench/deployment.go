@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"bufio"
 	"context"
 	"errors"
@@ -123,6 +124,17 @@ func (d *deployment) exited() (string, bool) {
 }
 
 // cpu returns the CPU time used so far by the instances together.
+// signal sends sig to every instance (SIGSTOP pauses them, SIGCONT resumes
+// them).
+func (d *deployment) signal(sig os.Signal) error {
+	for _, p := range d.instances {
+		if err := p.cmd.Process.Signal(sig); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (d *deployment) cpu() (time.Duration, error) {
 	var sum time.Duration
 	for _, p := range d.instances {

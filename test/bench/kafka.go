@@ -192,7 +192,7 @@ func newKafkaProducer(brokers []string, topic string) (*kgo.Client, error) {
 // what it buffers) and are accepted when the broker has acknowledged them.
 // It returns once every record's promise has run: kgo calls each one,
 // within the record delivery timeout at the latest.
-func produceRecords(ctx context.Context, cl *kgo.Client, total int) sendResult {
+func produceRecords(ctx context.Context, cl *kgo.Client, first, total int) sendResult {
 	res := sendResult{accepted: make([]bool, total), errs: map[string]int{}, start: time.Now()}
 	var (
 		mu      sync.Mutex
@@ -204,8 +204,8 @@ func produceRecords(ctx context.Context, cl *kgo.Client, total int) sendResult {
 		ts := now.UTC().Format(time.RFC3339Nano)
 		for seq := lo; seq < hi; seq++ {
 			rec := &kgo.Record{
-				Key:   strconv.AppendInt([]byte("absent-"), int64(seq%1000), 10),
-				Value: busEnvelope(nil, int64(seq), now.UnixNano(), ts),
+				Key:   strconv.AppendInt([]byte("absent-"), int64((first+seq)%1000), 10),
+				Value: busEnvelope(nil, int64(first+seq), now.UnixNano(), ts),
 			}
 			pending.Add(1)
 			cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {

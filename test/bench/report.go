@@ -145,9 +145,11 @@ func printKafkaSummary(w io.Writer, results map[string]map[string]*result) {
 		}
 		memory, redis := results[sc]["web3"], results[redisPrefix+sc]["web3"]
 		if sc == scenarioBus {
-			line := fmt.Sprintf("  %-22s bus consumed per instance (msg/s): %s; not consumed %s", kafkaPrefix+sc+":", busRates(kafka, ", "), count(kafka.lost))
+			line := fmt.Sprintf("  %-22s bus consumed per instance (msg/s), draining a backlog: %s; live: %s; not consumed %s",
+				kafkaPrefix+sc+":", backlogRates(kafka, ", "), busRates(kafka, ", "), count(kafka.lost))
 			if redis != nil && meanBusRate(redis) > 0 {
-				line += fmt.Sprintf("\n  %-22s redis-bus: %s; kafka/redis %.2f× (mean of the instances)", "", busRates(redis, ", "), meanBusRate(kafka)/meanBusRate(redis))
+				line += fmt.Sprintf("\n  %-22s redis-bus: %s, live %s; kafka/redis %.2f× draining, %.2f× live (mean of the instances)", "",
+					backlogRates(redis, ", "), busRates(redis, ", "), meanBacklogRate(kafka)/meanBacklogRate(redis), meanBusRate(kafka)/meanBusRate(redis))
 			}
 			lines = append(lines, line)
 			continue
@@ -186,6 +188,18 @@ func printKafkaSummary(w io.Writer, results map[string]map[string]*result) {
 	fmt.Fprintln(w, "  scenario's outbound topic")
 }
 
+// meanBacklogRate is the mean of the instances' backlog drain rates.
+func meanBacklogRate(r *result) float64 {
+	if len(r.backlogConsumed) == 0 {
+		return 0
+	}
+	var sum float64
+	for i := range r.backlogConsumed {
+		sum += r.backlogRate(i)
+	}
+	return sum / float64(len(r.backlogConsumed))
+}
+
 // meanBusRate is the mean of the instances' bus consumption rates.
 func meanBusRate(r *result) float64 {
 	if len(r.busConsumed) == 0 {
@@ -209,8 +223,9 @@ func printRedisSummary(w io.Writer, results map[string]map[string]*result) {
 			continue
 		}
 		if sc == scenarioBus {
-			lines = append(lines, fmt.Sprintf("  %-22s bus consumed per web3-socket instance (msg/s): %s (target ≥ 100,000); not consumed %s",
-				redisPrefix+sc+":", busRates(web3, ", "), count(web3.lost)))
+			lines = append(lines, fmt.Sprintf("  %-22s bus consumed per web3-socket instance (msg/s), draining a backlog: %s (target ≥ 100,000);\n"+
+				"  %-22s live, while the generator adds: %s; not consumed %s",
+				redisPrefix+sc+":", backlogRates(web3, ", "), "", busRates(web3, ", "), count(web3.lost)))
 			continue
 		}
 		what := "deliveries/s"
@@ -240,7 +255,28 @@ func printRedisSummary(w io.Writer, results map[string]map[string]*result) {
 	}
 	fmt.Fprintln(w, "  bus consumed = bus_messages_consumed_total{topic=\""+outboundTopic+"\"} delta of each instance (GET /metrics, sampled every")
 	fmt.Fprintf(w, "  %s) / (first request → the sample where its count last moved); in the delivery scenarios it is bounded by the\n", busSampleEvery)
-	fmt.Fprintln(w, "  publishing rate, in redis-bus by what the instance can consume")
+	fmt.Fprintln(w, "  publishing rate, in redis-bus by what the instance can consume; \"draining a backlog\" counts from resuming the")
+	fmt.Fprintln(w, "  instances, paused (SIGSTOP) while the generator added the entries, to the sample where the count last moved")
+}
+
+// backlogRates formats the rate at which each instance drained the bus
+// scenario's backlog.
+func backlogRates(r *result, sep string) string {
+	if len(r.backlogConsumed) == 0 {
+		return "–"
+	}
+	var per []string
+	for i := range r.backlogConsumed {
+		per = append(per, count(int64(r.backlogRate(i))))
+	}
+	return strings.Join(per, sep)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
 }
 
 // busRates formats the bus consumption rate of each instance.
@@ -363,7 +399,34 @@ func rowsOf(sc string) []row {
 			serverCPU,
 			{"server CPU per 1,000 consumed (ms)", func(r *result) string { return millis(r.cpuPerThousand()) }, nil},
 			{brokerCPU, brokerCPUValue, nil},
-			genCPU, peak, status,
+			genCPU,
+			{"backlog: consumed per instance", func(r *result) string {
+				var per []string
+				for _, n := range r.backlogConsumed {
+					per = append(per, count(n))
+				}
+				return orDash(strings.Join(per, " · "))
+			}, nil},
+			{"backlog: resumed → last consumed (s)", func(r *result) string {
+				var per []string
+				for _, s := range r.backlogSpan {
+					per = append(per, seconds(s))
+				}
+				return orDash(strings.Join(per, " · "))
+			}, nil},
+			{"backlog: drained per instance (msg/s)", func(r *result) string { return backlogRates(r, " · ") }, nil},
+			{"backlog: server CPU per 1,000 (ms)", func(r *result) string {
+				var n int64
+				for _, c := range r.backlogConsumed {
+					n += c
+				}
+				if n == 0 {
+					return "–"
+				}
+				return millis(time.Duration(float64(r.backlogCPU) / float64(n) * 1000))
+			}, nil},
+			{"backlog: status", func(r *result) string { return orDash(abbreviate([]byte(r.backlogErr))) }, nil},
+			peak, status,
 		}
 	}
 	if sc == scenarioIdle {

@@ -110,6 +110,14 @@ type result struct {
 	busConsumed []int64
 	busSpan     []time.Duration
 	busErr      string
+	// backlogConsumed and backlogSpan are the same for the bus scenario's
+	// backlog phase (entries added while the instances were paused), from
+	// their resumption; backlogCPU is the instances' CPU time in it, and
+	// backlogErr says what went wrong in it.
+	backlogConsumed []int64
+	backlogSpan     []time.Duration
+	backlogCPU      time.Duration
+	backlogErr      string
 
 	clients, connected int
 	connectErrs        map[string]int
@@ -151,6 +159,14 @@ func (r *result) busRate(i int) float64 {
 		return 0
 	}
 	return float64(r.busConsumed[i]) / r.busSpan[i].Seconds()
+}
+
+// backlogRate is instance i's consumption rate in the backlog phase.
+func (r *result) backlogRate(i int) float64 {
+	if i >= len(r.backlogConsumed) || r.backlogSpan[i] <= 0 {
+		return 0
+	}
+	return float64(r.backlogConsumed[i]) / r.backlogSpan[i].Seconds()
 }
 
 func (r *result) cpuPerThousand() time.Duration {

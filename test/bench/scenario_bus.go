@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,7 +26,7 @@ const busPipeline = 500
 // just a payload field, pipelined; on Kafka it produces records whose value
 // is the envelope, keyed by its user, with franz-go (batched).
 func (b *bench) busLoad(ctx context.Context, d *deployment, r *result, logf func(string, ...any), total int) {
-	var add func(context.Context) sendResult
+	var add func(ctx context.Context, first int) sendResult
 	if d.kafka != nil {
 		cl, err := newKafkaProducer(d.kafka.brokers, d.outbound())
 		if err != nil {
@@ -33,7 +34,7 @@ func (b *bench) busLoad(ctx context.Context, d *deployment, r *result, logf func
 			return
 		}
 		defer cl.Close()
-		add = func(ctx context.Context) sendResult { return produceRecords(ctx, cl, total) }
+		add = func(ctx context.Context, first int) sendResult { return produceRecords(ctx, cl, first, total) }
 	} else {
 		opts, err := redis.ParseURL(d.redis.url)
 		if err != nil {
@@ -42,7 +43,7 @@ func (b *bench) busLoad(ctx context.Context, d *deployment, r *result, logf func
 		}
 		rc := redis.NewClient(opts)
 		defer rc.Close()
-		add = func(ctx context.Context) sendResult { return addEntries(ctx, rc, total) }
+		add = func(ctx context.Context, first int) sendResult { return addEntries(ctx, rc, first, total) }
 	}
 
 	r.messages = total
@@ -51,7 +52,7 @@ func (b *bench) busLoad(ctx context.Context, d *deployment, r *result, logf func
 	broker0 := d.brokerCPU()
 	gen0 := selfCPU()
 	added := make(chan sendResult, 1)
-	go func() { added <- add(ctx) }()
+	go func() { added <- add(ctx, 0) }()
 
 	var (
 		addDone      bool
@@ -117,11 +118,77 @@ wait:
 	for _, s := range r.busSpan {
 		r.elapsed = max(r.elapsed, s)
 	}
+	if r.status == "" || r.status == "ok" {
+		b.busBacklog(ctx, d, r, logf, total, add)
+	}
 }
 
-// addEntries XADDs total deliver envelopes to the outbound stream,
-// busPipeline per round trip, and says which were accepted.
-func addEntries(ctx context.Context, rc *redis.Client, total int) sendResult {
+// busBacklog is the second phase of the bus scenario: the instances are
+// paused (SIGSTOP) while the generator adds total more entries, then resumed
+// (SIGCONT): how fast each drains that backlog is what it can consume, with
+// neither the generator's adding nor its speed in the figure (the live phase
+// can never read faster than entries are added).
+func (b *bench) busBacklog(ctx context.Context, d *deployment, r *result, logf func(string, ...any), total int, add func(context.Context, int) sendResult) {
+	bus := newBusMeter(ctx, d, d.outbound())
+	if bus.err != nil {
+		r.backlogErr = bus.err.Error()
+		return
+	}
+	if err := d.signal(syscall.SIGSTOP); err != nil {
+		r.backlogErr = "pause: " + err.Error()
+		return
+	}
+	sent := add(ctx, total) // ids after the live phase's: none is a duplicate
+	cpu0, _ := d.cpu()
+	start := time.Now()
+	if err := d.signal(syscall.SIGCONT); err != nil {
+		r.backlogErr = "resume: " + err.Error()
+		return
+	}
+	if sent.nAccepted < total {
+		r.backlogErr = fmt.Sprintf("only %d/%d entries added", sent.nAccepted, total)
+	}
+	logf("backlog: %d entries added in %.1fs with the instances paused; resumed", sent.nAccepted, sent.end.Sub(sent.start).Seconds())
+	tick := time.NewTicker(busSampleEvery)
+	defer tick.Stop()
+	lastProgress, lastTotal := time.Now(), int64(-1)
+	for ctx.Err() == nil {
+		<-tick.C
+		bus.sample(ctx)
+		if bus.err != nil {
+			r.backlogErr = bus.err.Error()
+			return
+		}
+		var sum int64
+		done := true
+		for i := range bus.last {
+			sum += bus.consumed(i)
+			done = done && bus.consumed(i) >= int64(sent.nAccepted)
+		}
+		if sum != lastTotal {
+			lastTotal, lastProgress = sum, time.Now()
+		}
+		if done || time.Since(lastProgress) > b.cfg.stall {
+			break
+		}
+	}
+	cpu1, _ := d.cpu()
+	var backlog result
+	bus.record(&backlog, start)
+	r.backlogConsumed, r.backlogSpan, r.backlogCPU = backlog.busConsumed, backlog.busSpan, cpu1-cpu0
+	for i, n := range backlog.busConsumed {
+		if n != int64(sent.nAccepted) && r.backlogErr == "" {
+			r.backlogErr = fmt.Sprintf("instance %d consumed %d of the %d entries of the backlog", i+1, n, sent.nAccepted)
+		}
+		logf("backlog: instance %d consumed %d/%d entries in %.2fs after resuming: %.0f/s", i+1, n, sent.nAccepted,
+			backlog.busSpan[i].Seconds(), backlog.busRate(i))
+	}
+}
+
+// addEntries XADDs total deliver envelopes (sequence numbers from first on)
+// to the outbound stream, busPipeline per round trip, and says which were
+// accepted.
+func addEntries(ctx context.Context, rc *redis.Client, first, total int) sendResult {
 	res := sendResult{accepted: make([]bool, total), errs: map[string]int{}, start: time.Now()}
 	var body []byte
 	for lo := 0; lo < total && ctx.Err() == nil; lo += busPipeline {
@@ -130,7 +197,7 @@ func addEntries(ctx context.Context, rc *redis.Client, total int) sendResult {
 		now := time.Now()
 		ts := now.UTC().Format(time.RFC3339Nano)
 		for seq := lo; seq < hi; seq++ {
-			body = busEnvelope(body[:0], int64(seq), now.UnixNano(), ts)
+			body = busEnvelope(body[:0], int64(first+seq), now.UnixNano(), ts)
 			pipe.XAdd(ctx, &redis.XAddArgs{Stream: outboundTopic, Values: []string{"payload", string(body)}})
 		}
 		res.requests++
