@@ -34,6 +34,18 @@ func (p *redisPublisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
+	if len(msgs) == 1 {
+		// One entry is all or nothing by itself: no MULTI/EXEC around it.
+		values, err := redisstream.DefaultMarshallerUnmarshaller{}.Marshal(topic, msgs[0])
+		if err != nil {
+			return fmt.Errorf("message %s: %w", msgs[0].UUID, err)
+		}
+		if err := p.client.XAdd(ctx, &redis.XAddArgs{Stream: topic, Values: values, MaxLen: p.maxLen, Approx: true}).Err(); err != nil {
+			return fmt.Errorf("xadd to %s: %w", topic, err)
+		}
+		p.recent.add(topic, []map[string]any{values})
+		return nil
+	}
 	added := make([]map[string]any, 0, len(msgs))
 	_, err := p.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		for _, msg := range msgs {

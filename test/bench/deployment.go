@@ -1,13 +1,14 @@
 package main
 
 import (
-	"os"
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -186,9 +187,14 @@ func (d *deployment) consumed(ctx context.Context, topic string) ([]int64, error
 	return out, nil
 }
 
+// scrapeClient reads the instances' metrics over kept-alive connections.
+var scrapeClient = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2}}
+
 // scrapeCounter reads one sample of the Prometheus text format at url: the
 // line that starts with series (metric name and labels as exposed). A
-// series not exposed yet counts 0.
+// series not exposed yet counts 0. The answer is asked for uncompressed:
+// sampled ten times a second, compressing it would be a load of its own on
+// the server measured.
 func scrapeCounter(ctx context.Context, url, series string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -196,11 +202,15 @@ func scrapeCounter(ctx context.Context, url, series string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+	req.Header.Set("Accept-Encoding", "identity")
+	resp, err := scrapeClient.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("GET %s: %w", url, err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		_, _ = io.Copy(io.Discard, resp.Body) // read to the end, so the connection is kept
+		_ = resp.Body.Close()
+	}()
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
 	}
