@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -88,7 +89,16 @@ func TestBatchNackedMidwayIsHandedOverFromTheFailedMessage(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("the batch was not acked")
+		t.Fatal("the batch was not published")
+	}
+	// Publish returns once the batch is queued; the handler goes on.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(handled)
+		mu.Unlock()
+		if n >= 6 || time.Now().After(deadline) {
+			break
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -136,5 +146,88 @@ func TestMemoryPubSubHandsEachPublishAsOneBatch(t *testing.T) {
 	}
 	if err := <-published; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMemoryPubSubQueuesForSubscribersOfBatches checks that a publisher does
+// not wait for a subscriber of batches, that what queued while its handler
+// was busy is handed over as one batch, in order, and that the queue is
+// bounded: a publisher waits while it is full.
+func TestMemoryPubSubQueuesForSubscribersOfBatches(t *testing.T) {
+	ps := newMemoryPubSub()
+	defer ps.Close()
+	batches, err := ps.SubscribeBatches(context.Background(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(msgs ...*message.Message) <-chan error {
+		done := make(chan error, 1)
+		go func() { done <- ps.Publish("t", msgs...) }()
+		return done
+	}
+	returns := func(done <-chan error, within time.Duration) bool {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	if !returns(publish(message.NewMessage("m1", nil)), 5*time.Second) {
+		t.Fatal("Publish waited for the subscriber of batches")
+	}
+	first := receive(t, batches) // the handler is busy with m1 from here on
+	for _, id := range []string{"m2", "m3"} {
+		if !returns(publish(message.NewMessage(id, nil)), 5*time.Second) {
+			t.Fatalf("Publish of %s waited for the busy handler", id)
+		}
+	}
+	// Fill the queue to its bound: the next publisher waits.
+	fill := make([]*message.Message, memoryQueueMax-2)
+	for i := range fill {
+		fill[i] = message.NewMessage(fmt.Sprint("f", i), nil)
+	}
+	if !returns(publish(fill...), 5*time.Second) {
+		t.Fatal("Publish waited before the queue was full")
+	}
+	over := publish(message.NewMessage("over", nil))
+	if returns(over, 200*time.Millisecond) {
+		t.Fatal("Publish did not wait for room in a full queue")
+	}
+
+	var got []string
+	ack := func(m *message.Message) {
+		b, ok := batchOf(m)
+		if !ok {
+			t.Fatalf("got %v, want a batch", m)
+		}
+		for _, msg := range b.msgs {
+			got = append(got, msg.UUID)
+		}
+		b.done = len(b.msgs)
+		m.Ack()
+	}
+	ack(first)
+	second := receive(t, batches)
+	if b, _ := batchOf(second); len(b.msgs) != memoryBatchMax || b.msgs[0].UUID != "m2" || b.msgs[1].UUID != "m3" {
+		t.Fatalf("the backlog came as a batch of %d starting %v, want %d starting m2, m3", len(b.msgs), b.msgs[:min(2, len(b.msgs))], memoryBatchMax)
+	}
+	ack(second)
+	if !returns(over, 5*time.Second) {
+		t.Fatal("the waiting publisher was not let in once there was room")
+	}
+	for len(got) < memoryQueueMax+2 {
+		ack(receive(t, batches))
+	}
+	want := append([]string{"m1", "m2", "m3"}, make([]string, 0, len(fill)+1)...)
+	for _, m := range fill {
+		want = append(want, m.UUID)
+	}
+	want = append(want, "over")
+	if !slices.Equal(got, want) {
+		t.Fatalf("handed over %d messages, want %d in publish order", len(got), len(want))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,12 +15,18 @@ import (
 )
 
 // memoryBus is the embedded bus for a single instance: an in-process
-// Watermill Pub/Sub. It does what Watermill's GoChannel does with
-// BlockPublishUntilSubscriberAck and PreserveContext, which is what this
-// service needs from it (every subscriber of a topic gets every message, in
-// publish order, and Publish returns once each has acked), at a fraction of
-// the cost: GoChannel starts two goroutines and makes two copies for every
-// message, which made it the largest allocator of a busy instance.
+// Watermill Pub/Sub. Every subscriber of a topic gets every message, in
+// publish order, at a fraction of the cost of Watermill's GoChannel, which
+// starts two goroutines and makes two copies for every message (it was the
+// largest allocator of a busy instance).
+//
+// A plain subscriber (Subscribe) is handed each message and Publish returns
+// once it has acked, as GoChannel does with BlockPublishUntilSubscriberAck.
+// A subscriber of batches (SubscribeBatches: the router's fan-out handlers)
+// has a bounded queue instead: Publish returns once the messages are queued
+// (and in the log), and the subscription hands over everything queued as one
+// batch when its handler is ready. A publisher then does not wait for the
+// handlers, and a busy handler takes its backlog in batches.
 //
 // Its work queues are buffered instead (see memoryQueue): a publisher of
 // client events must not wait for a consumer that is waiting for a backend.
@@ -217,6 +224,96 @@ type memorySubscription struct {
 	// sending is held while a message is handed over, so that out is closed
 	// only between two sends.
 	sending sync.Mutex
+
+	// queue holds, for a subscriber of batches, the messages published and
+	// not handed over yet (at most memoryQueueMax); wake tells its goroutine
+	// there are some, space tells waiting publishers there is room.
+	qmu   sync.Mutex
+	queue []*message.Message
+	wake  chan struct{}
+	space chan struct{}
+}
+
+// memoryQueueMax bounds the queue of a subscriber of batches: a publisher
+// waits while it is full. memoryBatchMax bounds one batch handed over.
+const (
+	memoryQueueMax = 10_000
+	memoryBatchMax = 1_000
+)
+
+// enqueue adds msgs to the queue of a subscriber of batches, waiting for room
+// while it is full, and reports false when the subscription or the bus ended
+// first.
+func (s *memorySubscription) enqueue(msgs []*message.Message, closing <-chan struct{}) bool {
+	for len(msgs) > 0 {
+		s.qmu.Lock()
+		room := memoryQueueMax - len(s.queue)
+		if room <= 0 {
+			s.qmu.Unlock()
+			select {
+			case <-s.space:
+				continue
+			case <-s.done:
+				return false
+			case <-closing:
+				return false
+			}
+		}
+		n := min(room, len(msgs))
+		s.queue = append(s.queue, msgs[:n]...)
+		s.qmu.Unlock()
+		msgs = msgs[n:]
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// take removes up to memoryBatchMax messages from the front of the queue.
+func (s *memorySubscription) take() []*message.Message {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	n := min(len(s.queue), memoryBatchMax)
+	if n == 0 {
+		return nil
+	}
+	batch := slices.Clone(s.queue[:n])
+	clear(s.queue[:n])
+	s.queue = s.queue[n:]
+	if len(s.queue) == 0 {
+		s.queue = nil // let a drained backlog's array go
+	}
+	select {
+	case s.space <- struct{}{}:
+	default:
+	}
+	return batch
+}
+
+// handBatches hands the queue over, batch by batch, until the subscription
+// or the bus ends.
+func (s *memorySubscription) handBatches(closing <-chan struct{}) {
+	for {
+		select {
+		case <-s.wake:
+		case <-s.done:
+			return
+		case <-closing:
+			return
+		}
+		for batch := s.take(); len(batch) > 0; batch = s.take() {
+			s.deliverBatch(batch, closing)
+			select {
+			case <-s.done:
+				return
+			case <-closing:
+				return
+			default:
+			}
+		}
+	}
 }
 
 func (p *memoryPubSub) isClosed() bool {
@@ -225,9 +322,10 @@ func (p *memoryPubSub) isClosed() bool {
 	return p.closed
 }
 
-// Publish hands each message to every subscriber of topic, in order, and
-// returns once each has acked it (a nack hands it over again), or when the
-// subscription or the bus ends. A handler must not publish to the topic it
+// Publish queues the messages for every subscriber of batches of topic, and
+// hands each to every plain subscriber, in order, returning once each has
+// acked it (a nack hands it over again), or when the subscription or the bus
+// ends. A plain subscriber's handler must not publish to the topic it
 // consumes: the publisher waiting for its ack holds the topic.
 func (p *memoryPubSub) Publish(topic string, msgs ...*message.Message) error {
 	lock, _ := p.topicLocks.LoadOrStore(topic, &sync.Mutex{})
@@ -251,7 +349,7 @@ func (p *memoryPubSub) Publish(topic string, msgs ...*message.Message) error {
 	// the others get a copy each.
 	for _, s := range subs {
 		if s.batches {
-			s.deliverBatch(msgs, p.closing)
+			s.enqueue(msgs, p.closing)
 		}
 	}
 	for _, msg := range msgs {
@@ -332,7 +430,8 @@ func (p *memoryPubSub) SubscribeBatches(ctx context.Context, topic string) (<-ch
 }
 
 func (p *memoryPubSub) subscribe(ctx context.Context, topic string, batches bool) (<-chan *message.Message, error) {
-	s := &memorySubscription{ctx: ctx, batches: batches, out: make(chan *message.Message), done: make(chan struct{})}
+	s := &memorySubscription{ctx: ctx, batches: batches, out: make(chan *message.Message), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), space: make(chan struct{}, 1)}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -340,7 +439,16 @@ func (p *memoryPubSub) subscribe(ctx context.Context, topic string, batches bool
 	}
 	p.subs[topic] = append(p.subs[topic], s)
 	p.watchers.Add(1)
+	if batches {
+		p.watchers.Add(1)
+	}
 	p.mu.Unlock()
+	if batches {
+		go func() {
+			defer p.watchers.Done()
+			s.handBatches(p.closing)
+		}()
+	}
 
 	go func() {
 		defer p.watchers.Done()
