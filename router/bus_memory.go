@@ -235,10 +235,12 @@ type memorySubscription struct {
 }
 
 // memoryQueueMax bounds the queue of a subscriber of batches: a publisher
-// waits while it is full. memoryBatchMax bounds one batch handed over.
+// waits while it is full, so what is queued stays a short wait (a deeper
+// queue only adds latency once the handler is the bottleneck).
+// memoryBatchMax bounds one batch handed over.
 const (
-	memoryQueueMax = 10_000
-	memoryBatchMax = 1_000
+	memoryQueueMax = 1_000
+	memoryBatchMax = 500
 )
 
 // enqueue adds msgs to the queue of a subscriber of batches, waiting for room
