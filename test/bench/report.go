@@ -188,28 +188,21 @@ func printKafkaSummary(w io.Writer, results map[string]map[string]*result) {
 	fmt.Fprintln(w, "  scenario's outbound topic")
 }
 
-// meanBacklogRate is the mean of the instances' backlog drain rates.
-func meanBacklogRate(r *result) float64 {
-	if len(r.backlogConsumed) == 0 {
-		return 0
-	}
-	var sum float64
-	for i := range r.backlogConsumed {
-		sum += r.backlogRate(i)
-	}
-	return sum / float64(len(r.backlogConsumed))
-}
+// meanBusRate is the mean of the instances' bus consumption rates, and
+// meanBacklogRate that of their backlog drain rates.
+func meanBusRate(r *result) float64     { return mean(len(r.busConsumed), r.busRate) }
+func meanBacklogRate(r *result) float64 { return mean(len(r.backlogConsumed), r.backlogRate) }
 
-// meanBusRate is the mean of the instances' bus consumption rates.
-func meanBusRate(r *result) float64 {
-	if len(r.busConsumed) == 0 {
+// mean is the mean of rate(i) over n instances, 0 for none.
+func mean(n int, rate func(i int) float64) float64 {
+	if n == 0 {
 		return 0
 	}
 	var sum float64
-	for i := range r.busConsumed {
-		sum += r.busRate(i)
+	for i := range n {
+		sum += rate(i)
 	}
-	return sum / float64(len(r.busConsumed))
+	return sum / float64(n)
 }
 
 // printRedisSummary sets the Redis variant against the targets of issue
@@ -259,17 +252,33 @@ func printRedisSummary(w io.Writer, results map[string]map[string]*result) {
 	fmt.Fprintln(w, "  instances, paused (SIGSTOP) while the generator added the entries, to the sample where the count last moved")
 }
 
-// backlogRates formats the rate at which each instance drained the bus
-// scenario's backlog.
+// busRates formats the bus consumption rate of each instance, and
+// backlogRates the rate at which each drained the bus scenario's backlog.
+func busRates(r *result, sep string) string {
+	return rates(len(r.busConsumed), r.busRate, sep)
+}
 func backlogRates(r *result, sep string) string {
-	if len(r.backlogConsumed) == 0 {
+	return rates(len(r.backlogConsumed), r.backlogRate, sep)
+}
+
+func rates(n int, rate func(i int) float64, sep string) string {
+	if n == 0 {
 		return "–"
 	}
-	var per []string
-	for i := range r.backlogConsumed {
-		per = append(per, count(int64(r.backlogRate(i))))
+	per := make([]string, n)
+	for i := range n {
+		per[i] = count(int64(rate(i)))
 	}
 	return strings.Join(per, sep)
+}
+
+// joinEach formats each instance's value, joined with " · ".
+func joinEach[T any](values []T, format func(T) string) string {
+	per := make([]string, len(values))
+	for i, v := range values {
+		per[i] = format(v)
+	}
+	return strings.Join(per, " · ")
 }
 
 func orDash(s string) string {
@@ -277,18 +286,6 @@ func orDash(s string) string {
 		return "–"
 	}
 	return s
-}
-
-// busRates formats the bus consumption rate of each instance.
-func busRates(r *result, sep string) string {
-	if len(r.busConsumed) == 0 {
-		return "–"
-	}
-	var per []string
-	for i := range r.busConsumed {
-		per = append(per, count(int64(r.busRate(i))))
-	}
-	return strings.Join(per, sep)
 }
 
 func scenarioTitle(sc string, cfg config) string {
@@ -379,41 +376,17 @@ func rowsOf(sc string) []row {
 		return []row{
 			{added, func(r *result) string { return fmt.Sprintf("%d/%d", r.send.nAccepted, r.messages) }, nil},
 			{addTime, func(r *result) string { return seconds(r.send.end.Sub(r.send.start)) }, nil},
-			{"consumed per instance", func(r *result) string {
-				var per []string
-				for _, n := range r.busConsumed {
-					per = append(per, count(n))
-				}
-				return strings.Join(per, " · ")
-			}, nil},
+			{"consumed per instance", func(r *result) string { return joinEach(r.busConsumed, count) }, nil},
 			{"not consumed", func(r *result) string { return count(r.lost) }, nil},
 			{"consumed more than added", func(r *result) string { return count(r.strays) }, nil},
-			{first, func(r *result) string {
-				var per []string
-				for _, s := range r.busSpan {
-					per = append(per, seconds(s))
-				}
-				return strings.Join(per, " · ")
-			}, nil},
+			{first, func(r *result) string { return joinEach(r.busSpan, seconds) }, nil},
 			{"bus consumed per instance (msg/s)", func(r *result) string { return busRates(r, " · ") }, nil},
 			serverCPU,
 			{"server CPU per 1,000 consumed (ms)", func(r *result) string { return millis(r.cpuPerThousand()) }, nil},
 			{brokerCPU, brokerCPUValue, nil},
 			genCPU,
-			{"backlog: consumed per instance", func(r *result) string {
-				var per []string
-				for _, n := range r.backlogConsumed {
-					per = append(per, count(n))
-				}
-				return orDash(strings.Join(per, " · "))
-			}, nil},
-			{"backlog: resumed → last consumed (s)", func(r *result) string {
-				var per []string
-				for _, s := range r.backlogSpan {
-					per = append(per, seconds(s))
-				}
-				return orDash(strings.Join(per, " · "))
-			}, nil},
+			{"backlog: consumed per instance", func(r *result) string { return orDash(joinEach(r.backlogConsumed, count)) }, nil},
+			{"backlog: resumed → last consumed (s)", func(r *result) string { return orDash(joinEach(r.backlogSpan, seconds)) }, nil},
 			{"backlog: drained per instance (msg/s)", func(r *result) string { return backlogRates(r, " · ") }, nil},
 			{"backlog: server CPU per 1,000 (ms)", func(r *result) string {
 				var n int64
