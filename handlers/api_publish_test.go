@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -215,6 +217,47 @@ func TestBodyOverMaxBodyBytesIsRefused(t *testing.T) {
 			wantError(t, rec, http.StatusRequestEntityTooLarge, "payload_too_large", "256")
 			f.wantNothingPublished(t)
 		})
+	}
+}
+
+// failingBody yields its text, then fails, as the body of a client that
+// goes away does.
+type failingBody struct{ r io.Reader }
+
+func (b failingBody) Read(p []byte) (int, error) {
+	if n, _ := b.r.Read(p); n > 0 {
+		return n, nil
+	}
+	return 0, errors.New("connection reset by peer")
+}
+
+// A body that cannot be read whole is refused as such, even when what was
+// read is already malformed or complete.
+func TestBodyThatCannotBeReadIsRefused(t *testing.T) {
+	for _, tt := range []struct{ name, text string }{
+		{"complete value", okMessage},
+		{"complete value and space", okMessage + "  "},
+		{"cut value", okMessage[:10]},
+		{"malformed", `{"userId":}`},
+		{"nothing", ""},
+	} {
+		for _, chunked := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s chunked=%v", tt.name, chunked), func(t *testing.T) {
+				f := newFixture(t, nil)
+				r := httptest.NewRequest(http.MethodPost, "/api/message", nil)
+				r.Body = io.NopCloser(failingBody{strings.NewReader(tt.text)})
+				r.ContentLength = int64(len(tt.text) + 10) // the client announced more than it sent
+				if chunked {
+					r.ContentLength = -1
+				}
+				r.Header.Set("Content-Type", "application/json")
+				r.Header.Set("X-API-Key", testKeys[0])
+				rec := httptest.NewRecorder()
+				f.h.ServeHTTP(rec, r)
+				wantError(t, rec, http.StatusBadRequest, "bad_request", "cannot read body", "connection reset by peer")
+				f.wantNothingPublished(t)
+			})
+		}
 	}
 }
 

@@ -271,6 +271,50 @@ func TestNewMessageMirrorsRoutingFieldsInMetadata(t *testing.T) {
 	}
 }
 
+// The user and room metadata list the envelope's own user (or room) first,
+// then its target's, as one comma-separated string.
+func TestNewMessageJoinsUsersAndRoomsOfEveryKind(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        *schemas.Envelope
+		user, room string
+	}{
+		{"one user", schemas.NewDeliver(schemas.Target{Users: []string{"u1"}}, "ev", nil), "u1", ""},
+		{"one room", schemas.NewDeliver(schemas.Target{Rooms: []string{"r1"}}, "ev", nil), "", "r1"},
+		{"everyone", schemas.NewDeliver(schemas.Target{All: true}, "ev", nil), "", ""},
+		{"several", schemas.NewDeliver(schemas.Target{Users: []string{"u1", "u2", "u3"}, Rooms: []string{"r1", "r2"}}, "ev", nil), "u1,u2,u3", "r1,r2"},
+		{"client event", schemas.NewClientEvent("u1", "s1", "i1", "chat", nil), "u1", ""},
+		{"control", schemas.NewControl(schemas.ActionJoin, "u1", "lobby", "i1"), "u1", "lobby"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg, err := NewMessage(tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for key, want := range map[string]string{schemas.MetaUser: tt.user, schemas.MetaRoom: tt.room} {
+				if got, ok := msg.Metadata[key]; got != want || ok != (want != "") {
+					t.Errorf("metadata %s = %q (present %v), want %q", key, got, ok, want)
+				}
+			}
+		})
+	}
+	for _, tt := range []struct {
+		first string
+		rest  []string
+		want  string
+	}{
+		{"", nil, ""},
+		{"a", nil, "a"},
+		{"", []string{"b"}, "b"},
+		{"a", []string{"b", "c"}, "a,b,c"},
+	} {
+		if got := joinIDs(tt.first, tt.rest); got != tt.want {
+			t.Errorf("joinIDs(%q, %q) = %q, want %q", tt.first, tt.rest, got, tt.want)
+		}
+	}
+}
+
 func TestPublisherReportsBusUnavailable(t *testing.T) {
 	p := NewPublisher(failingPublisher{}, NewMetrics(prometheus.NewRegistry()))
 	err := p.Publish(context.Background(), topics.Outbound, schemas.NewDeliver(schemas.Target{All: true}, "ev", nil))

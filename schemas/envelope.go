@@ -122,7 +122,14 @@ func NewID() string {
 
 // NewDeliver returns a deliver envelope with a fresh id and the current time.
 func NewDeliver(to Target, event string, data json.RawMessage) *Envelope {
-	return &Envelope{V: Version, ID: NewID(), Kind: KindDeliver, To: &to, Event: event, Data: data, TS: time.Now().UTC()}
+	// The envelope and its target live as long as each other: one
+	// allocation holds both (REST calls make one envelope per message).
+	d := &struct {
+		env Envelope
+		to  Target
+	}{Envelope{V: Version, ID: NewID(), Kind: KindDeliver, Event: event, Data: data, TS: time.Now().UTC()}, to}
+	d.env.To = &d.to
+	return &d.env
 }
 
 // NewClientEvent returns a client_event envelope with a fresh id and the current time.
