@@ -233,7 +233,8 @@ func (a *API) authorized(h func(*http.Request) (int, any, error)) http.HandlerFu
 
 // keyIndex returns which configured key the request carries, or -1.
 func (a *API) keyIndex(r *http.Request) int {
-	key := r.Header.Get("X-API-Key")
+	// X-API-Key spelt canonically: Get then has no canonical copy to make.
+	key := r.Header.Get("X-Api-Key")
 	if bearer, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); key == "" && found {
 		key = bearer
 	}
