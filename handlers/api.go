@@ -106,6 +106,8 @@ type API struct {
 	mux      *http.ServeMux
 	inflight sync.WaitGroup
 	draining atomic.Bool
+	// bodies holds the buffers request bodies are read into (*bytes.Buffer).
+	bodies sync.Pool
 }
 
 // NewAPI returns the REST API. cluster may be nil: the instance is then the
@@ -539,54 +541,42 @@ func (a *API) decode(r *http.Request, v any) error {
 	if r.ContentLength > a.cfg.MaxBodyBytes {
 		return errTooLarge(a.cfg.MaxBodyBytes)
 	}
-	body := &bodyReader{r: r.Body}
-	var src io.Reader = body
-	if r.ContentLength < 0 {
-		// A body of unknown length is read whole first, so that one past
-		// the limit is refused as too large whatever it holds.
-		b, err := io.ReadAll(io.LimitReader(body, a.cfg.MaxBodyBytes+1))
-		if err != nil {
-			return badRequest("cannot read body: " + err.Error())
-		}
-		if int64(len(b)) > a.cfg.MaxBodyBytes {
-			return errTooLarge(a.cfg.MaxBodyBytes)
-		}
-		src = bytes.NewReader(b)
+	buf, _ := a.bodies.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
 	}
-	// A body of known length (net/http reads no further) is decoded as it
-	// is read, without a copy of it.
-	dec := json.NewDecoder(src)
+	defer a.putBody(buf)
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, a.cfg.MaxBodyBytes+1)); err != nil {
+		return badRequest("cannot read body: " + err.Error())
+	}
+	body := buf.Bytes()
+	if int64(len(body)) > a.cfg.MaxBodyBytes {
+		return errTooLarge(a.cfg.MaxBodyBytes)
+	}
+	// What decode returns holds no byte of buf: encoding/json and scan copy
+	// what they keep.
+	if o, ok := v.(*outgoing); ok && o.scan(body) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if _, next := dec.Token(); errors.Is(next, io.EOF) {
-			return nil
-		}
-	}
-	// A body that cannot be read is reported as such, whatever came before
-	// the failure, as when bodies were read whole before being decoded.
-	if _, _ = io.Copy(io.Discard, body); body.err != nil {
-		return badRequest("cannot read body: " + body.err.Error())
-	}
-	if err != nil {
+	if err := dec.Decode(v); err != nil {
 		return badRequest("body is not valid JSON for this route: " + err.Error())
 	}
-	return badRequest("body holds more than one JSON value")
-}
-
-// bodyReader reads a request body and keeps its first error other than
-// io.EOF, which decode tells from a JSON error.
-type bodyReader struct {
-	r   io.Reader
-	err error
-}
-
-func (b *bodyReader) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF && b.err == nil {
-		b.err = err
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("body holds more than one JSON value")
 	}
-	return n, err
+	return nil
+}
+
+// putBody returns buf to the pool unless it grew large: a large body must
+// not keep its memory for good.
+func (a *API) putBody(buf *bytes.Buffer) {
+	if buf.Cap() > 64<<10 {
+		return
+	}
+	buf.Reset()
+	a.bodies.Put(buf)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
