@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/web3-socket/web3-socket/bridge"
@@ -188,16 +189,35 @@ func (a *API) routes() {
 
 // observe counts the request, measures it and tracks it as in flight.
 func (a *API) observe(h http.HandlerFunc) http.Handler {
+	// The metrics of the labels the route was last counted with: resolving
+	// labels hashes each of them, and a route answers mostly one method
+	// with one status.
+	var last atomic.Pointer[observed]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.inflight.Add(1)
 		defer a.inflight.Done()
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		h(rec, r)
-		route := r.Pattern
-		a.metrics.requests.WithLabelValues(r.Method, route, strconv.Itoa(rec.status)).Inc()
-		a.metrics.duration.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
+		m := last.Load()
+		if m == nil || m.method != r.Method || m.route != r.Pattern || m.status != rec.status {
+			m = &observed{method: r.Method, route: r.Pattern, status: rec.status,
+				requests: a.metrics.requests.WithLabelValues(r.Method, r.Pattern, strconv.Itoa(rec.status)),
+				duration: a.metrics.duration.WithLabelValues(r.Method, r.Pattern)}
+			last.Store(m)
+		}
+		m.requests.Inc()
+		m.duration.Observe(time.Since(start).Seconds())
 	})
+}
+
+// observed is the request counter and duration histogram of one method,
+// route and status.
+type observed struct {
+	method, route string
+	status        int
+	requests      prometheus.Counter
+	duration      prometheus.Observer
 }
 
 type statusRecorder struct {

@@ -256,15 +256,20 @@ func TestMethodNotAllowedNamesTheAllowedMethods(t *testing.T) {
 func TestRequestsAreCountedByRoutePattern(t *testing.T) {
 	f := newFixture(t, nil)
 	f.do(t, req{method: "POST", path: "/api/message", body: okMessage})
+	f.do(t, req{method: "POST", path: "/api/message", body: `{}`})
+	f.do(t, req{method: "POST", path: "/api/message", body: okMessage})
 	f.do(t, req{method: "GET", path: "/api/users/alice"})
+	f.do(t, req{method: "HEAD", path: "/api/users/alice"})
 	f.do(t, req{method: "GET", path: "/api/users/bob"})
 	f.do(t, req{method: "GET", path: "/api/nope"})
 	for _, tt := range []struct {
 		labels []string
 		want   float64
 	}{
-		{[]string{"POST", "POST /api/message", "202"}, 1},
+		{[]string{"POST", "POST /api/message", "202"}, 2},
+		{[]string{"POST", "POST /api/message", "400"}, 1},
 		{[]string{"GET", "GET /api/users/{userId}", "200"}, 2},
+		{[]string{"HEAD", "GET /api/users/{userId}", "200"}, 1},
 		{[]string{"GET", "/api/", "404"}, 1},
 	} {
 		if got := testutil.ToFloat64(f.api.metrics.requests.WithLabelValues(tt.labels...)); got != tt.want {
