@@ -543,7 +543,11 @@ func (a *API) publish(ctx context.Context, topic string, envs ...*schemas.Envelo
 			env.Instance = a.cfg.Instance
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.PublishTimeout)
+	// A publish, once started, ends when the bus answers or PublishTimeout
+	// passes, not when the caller goes away: that way it is not left half
+	// done, and its context need not be linked to the request's, which cost
+	// a cancellation channel and a map of children for every call.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.PublishTimeout)
 	defer cancel()
 	return a.pub.Publish(ctx, topic, envs...)
 }

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -301,6 +302,38 @@ func TestUnexpectedPublishErrorIsInternalWithoutDetail(t *testing.T) {
 	if strings.Contains(rec.Body.String(), "secret") {
 		t.Errorf("internal error leaks its cause: %s", rec.Body)
 	}
+}
+
+// leavingPublisher publishes for a caller that goes away while it
+// publishes: it cancels the request, then reports whether the publish
+// context ended with it.
+type leavingPublisher struct {
+	leave func()
+	ended chan error
+}
+
+func (p *leavingPublisher) Publish(ctx context.Context, _ string, _ ...*schemas.Envelope) error {
+	p.leave()
+	p.ended <- ctx.Err()
+	return ctx.Err()
+}
+
+// A publish, once started, ends when the bus answers or the timeout passes:
+// a caller going away does not leave it half done.
+func TestPublishOutlivesACallerWhoLeaves(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub := &leavingPublisher{leave: cancel, ended: make(chan error, 1)}
+	f := newFixtureWith(t, nil, pub)
+	r := httptest.NewRequestWithContext(ctx, http.MethodPost, "/api/message", strings.NewReader(okMessage))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("X-API-Key", testKeys[0])
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, r)
+	if err := <-pub.ended; err != nil {
+		t.Fatalf("the publish context ended with the request: %v", err)
+	}
+	wantAccepted(t, rec)
 }
 
 // APIConfig.PublishTimeout says: "past it the call answers 503". A publisher
