@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/web3-socket/web3-socket/schemas"
 )
@@ -20,6 +22,10 @@ var ErrBusUnavailable = errors.New("bus unavailable")
 type Publisher struct {
 	pub     message.Publisher
 	metrics *Metrics
+	// published holds each topic's counter of published messages
+	// (prometheus.Counter by topic name), resolved once: resolving a label
+	// hashes it, for every call.
+	published sync.Map
 }
 
 // NewPublisher returns a Publisher over pub.
@@ -46,8 +52,17 @@ func (p *Publisher) Publish(ctx context.Context, topic string, envs ...*schemas.
 		p.metrics.publishErrors.WithLabelValues(topic).Inc()
 		return fmt.Errorf("publish %s: %w: %w", topic, ErrBusUnavailable, err)
 	}
-	p.metrics.published.WithLabelValues(topic).Add(float64(len(msgs)))
+	p.publishedOn(topic).Add(float64(len(msgs)))
 	return nil
+}
+
+// publishedOn returns the counter of messages published on topic.
+func (p *Publisher) publishedOn(topic string) prometheus.Counter {
+	if c, ok := p.published.Load(topic); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := p.published.LoadOrStore(topic, p.metrics.published.WithLabelValues(topic))
+	return c.(prometheus.Counter)
 }
 
 // InvalidError says which envelope of a Publish call is invalid (none of

@@ -323,6 +323,29 @@ func TestPublisherReportsBusUnavailable(t *testing.T) {
 	}
 }
 
+func TestPublisherCountsWhatItPublishesByTopic(t *testing.T) {
+	metrics := NewMetrics(prometheus.NewRegistry())
+	p := NewPublisher(newMemoryBus(0, slog.New(slog.DiscardHandler)).Publisher(), metrics)
+	env := func() *schemas.Envelope { return schemas.NewDeliver(schemas.Target{All: true}, "ev", nil) }
+	for _, call := range []struct {
+		topic string
+		envs  []*schemas.Envelope
+	}{
+		{"a", []*schemas.Envelope{env()}},
+		{"b", []*schemas.Envelope{env(), env()}},
+		{"a", []*schemas.Envelope{env(), env()}},
+	} {
+		if err := p.Publish(context.Background(), call.topic, call.envs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for topic, want := range map[string]float64{"a": 3, "b": 2} {
+		if got := testutil.ToFloat64(metrics.published.WithLabelValues(topic)); got != want {
+			t.Errorf("published on %s = %v, want %v", topic, got, want)
+		}
+	}
+}
+
 type failingPublisher struct{}
 
 func (failingPublisher) Publish(string, ...*message.Message) error {
