@@ -330,7 +330,10 @@ func (p *memoryPubSub) isClosed() bool {
 // ends. A plain subscriber's handler must not publish to the topic it
 // consumes: the publisher waiting for its ack holds the topic.
 func (p *memoryPubSub) Publish(topic string, msgs ...*message.Message) error {
-	lock, _ := p.topicLocks.LoadOrStore(topic, &sync.Mutex{})
+	lock, ok := p.topicLocks.Load(topic)
+	if !ok {
+		lock, _ = p.topicLocks.LoadOrStore(topic, &sync.Mutex{})
+	}
 	lock.(*sync.Mutex).Lock()
 	defer lock.(*sync.Mutex).Unlock()
 
@@ -342,7 +345,10 @@ func (p *memoryPubSub) Publish(topic string, msgs ...*message.Message) error {
 	subs := p.subs[topic]
 	p.mu.RUnlock()
 	if p.logWindow > 0 {
-		l, _ := p.logs.LoadOrStore(topic, &memoryLog{epoch: p.epoch})
+		l, ok := p.logs.Load(topic)
+		if !ok {
+			l, _ = p.logs.LoadOrStore(topic, &memoryLog{epoch: p.epoch})
+		}
 		for _, msg := range msgs {
 			l.(*memoryLog).append(p.logWindow, msg)
 		}
