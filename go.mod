@@ -98,3 +98,7 @@ require (
 	google.golang.org/appengine v1.6.8 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// A patched copy: timers built on time.AfterFunc hold no goroutine per idle
+// connection (third_party/README.md).
+replace github.com/zishang520/socket.io/v3 => ./third_party/zishang520-socket.io-v3
