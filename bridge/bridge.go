@@ -188,6 +188,7 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 		maxQueueBytes:  cfg.SocketQueueMaxBytes,
 		writeTimeout:   cfg.WriteTimeout,
 		onSlowConsumer: b.onSlowConsumer,
+		maxPayload:     cfg.MaxPayloadBytes,
 	}}))
 	if cfg.RecoveryWindow > 0 && cfg.Log != nil && cfg.Sessions != nil {
 		b.sessions = newSessions(cfg.Sessions, cfg.SessionPrefix, cfg.RecoveryWindow, b.log)
