@@ -3,6 +3,7 @@ package types
 import (
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"sync"
 
 	"github.com/zishang520/socket.io/v3/pkg/log"
@@ -61,8 +62,20 @@ type (
 		ptr uintptr
 	}
 
+	// emmiter keeps its events in a slice: an emitter has a handful, and a
+	// slice of them is several times smaller than the concurrent map
+	// upstream uses (every connection has several emitters). A listener
+	// list is never changed in place once published, except by appending
+	// past its length: Emit reads it without holding the lock. (Patched by
+	// web3-socket; see third_party/README.md.)
 	emmiter struct {
-		evtListeners Map[EventName, *Slice[*eventEntry]]
+		mu     sync.RWMutex
+		events []emitterEvent
+	}
+
+	emitterEvent struct {
+		name      EventName
+		listeners []eventEntry
 	}
 )
 
@@ -80,20 +93,43 @@ func (e Events) CopyTo(emitter EventEmitter) {
 
 // New returns a new, empty, EventEmitter
 func NewEventEmitter() EventEmitter {
-	emmiter := &emmiter{
-		evtListeners: Map[EventName, *Slice[*eventEntry]]{},
-	}
-
-	return emmiter
+	return &emmiter{}
 }
 
-func (e *emmiter) addListeners(evt EventName, listeners []*eventEntry) error {
+// find returns the index of evt, or -1. The caller holds e.mu.
+func (e *emmiter) find(evt EventName) int {
+	for i := range e.events {
+		if e.events[i].name == evt {
+			return i
+		}
+	}
+	return -1
+}
+
+// load returns the listeners of evt, to be read and not changed.
+func (e *emmiter) load(evt EventName) ([]eventEntry, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if i := e.find(evt); i >= 0 {
+		return e.events[i].listeners, true
+	}
+	return nil, false
+}
+
+func (e *emmiter) addListeners(evt EventName, listeners []eventEntry) error {
 	if len(listeners) == 0 {
 		return nil
 	}
 
-	evtEntry, _ := e.evtListeners.LoadOrStore(evt, NewSlice[*eventEntry]())
-	evtEntry.Push(listeners...)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i := e.find(evt)
+	if i < 0 {
+		e.events = append(e.events, emitterEvent{name: evt})
+		i = len(e.events) - 1
+	}
+	// Appending writes only past the length readers may hold.
+	e.events[i].listeners = append(e.events[i].listeners, listeners...)
 	return nil
 }
 
@@ -102,10 +138,10 @@ func (e *emmiter) AddListener(evt EventName, listeners ...EventListener) error {
 		return nil
 	}
 
-	var events []*eventEntry
+	events := make([]eventEntry, 0, len(listeners))
 	for _, event := range listeners {
 		if event != nil {
-			events = append(events, &eventEntry{fn: event, ptr: reflect.ValueOf(event).Pointer()})
+			events = append(events, eventEntry{fn: event, ptr: reflect.ValueOf(event).Pointer()})
 		}
 	}
 
@@ -118,17 +154,10 @@ func (e *emmiter) On(evt EventName, listeners ...EventListener) error {
 }
 
 func (e *emmiter) Emit(evt EventName, data ...any) {
-	evtEntry, ok := e.evtListeners.Load(evt)
-	if !ok {
-		return
-	}
+	listeners, _ := e.load(evt)
 
-	if evtEntry.Len() == 0 {
-		return
-	}
-
-	for _, event := range evtEntry.All() {
-		if event != nil {
+	for _, event := range listeners {
+		if event.fn != nil {
 			func() {
 				defer func() {
 					if r := recover(); r != nil {
@@ -143,25 +172,26 @@ func (e *emmiter) Emit(evt EventName, data ...any) {
 }
 
 func (e *emmiter) EventNames() []EventName {
-	return e.evtListeners.Keys()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	names := make([]EventName, len(e.events))
+	for i := range e.events {
+		names[i] = e.events[i].name
+	}
+	return names
 }
 
 func (e *emmiter) ListenerCount(evt EventName) int {
-	evtEntry, ok := e.evtListeners.Load(evt)
-	if !ok {
-		return 0
-	}
-
-	return evtEntry.Len()
+	listeners, _ := e.load(evt)
+	return len(listeners)
 }
 
 func (e *emmiter) Listeners(evt EventName) []EventListener {
-	evtEntry, ok := e.evtListeners.Load(evt)
+	datas, ok := e.load(evt)
 	if !ok {
 		return nil
 	}
 
-	datas := evtEntry.All()
 	listeners := make([]EventListener, len(datas))
 	for i, l := range datas {
 		listeners[i] = l.fn
@@ -171,7 +201,7 @@ func (e *emmiter) Listeners(evt EventName) []EventListener {
 }
 
 type oneTimeListener struct {
-	fired *sync.Once
+	fired sync.Once
 
 	evt     EventName
 	emitter *emmiter
@@ -191,11 +221,11 @@ func (e *emmiter) Once(evt EventName, listeners ...EventListener) error {
 		return nil
 	}
 
-	var events []*eventEntry
+	events := make([]eventEntry, 0, len(listeners))
 	for _, event := range listeners {
 		if event != nil {
-			oneTime := &oneTimeListener{fired: &sync.Once{}, evt: evt, emitter: e, fn: event}
-			events = append(events, &eventEntry{fn: oneTime.execute, ptr: reflect.ValueOf(event).Pointer()})
+			oneTime := &oneTimeListener{evt: evt, emitter: e, fn: event}
+			events = append(events, eventEntry{fn: oneTime.execute, ptr: reflect.ValueOf(event).Pointer()})
 		}
 	}
 	return e.addListeners(evt, events)
@@ -207,33 +237,44 @@ func (e *emmiter) RemoveListener(evt EventName, listener EventListener) bool {
 		return false
 	}
 
-	evtEntry, ok := e.evtListeners.Load(evt)
-
-	if !ok {
-		return false
-	}
-
-	if evtEntry.Len() == 0 {
-		return false
-	}
-
 	targetPtr := reflect.ValueOf(listener).Pointer()
 
-	remove, _ := evtEntry.RangeAndSplice(func(listener *eventEntry, i int) (bool, int, int, []*eventEntry) {
-		return listener.ptr == targetPtr, i, 1, nil
-	})
-	return len(remove) > 0
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i := e.find(evt)
+	if i < 0 {
+		return false
+	}
+	old := e.events[i].listeners
+	for j := range old {
+		if old[j].ptr == targetPtr {
+			// A new list: Emit may be reading the old one.
+			e.events[i].listeners = append(old[:j:j], old[j+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 func (e *emmiter) RemoveAllListeners(evt EventName) bool {
-	_, loaded := e.evtListeners.LoadAndDelete(evt)
-	return loaded
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i := e.find(evt)
+	if i < 0 {
+		return false
+	}
+	e.events = slices.Delete(e.events, i, i+1)
+	return true
 }
 
 func (e *emmiter) Clear() {
-	e.evtListeners.Clear()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.events = nil
 }
 
 func (e *emmiter) Len() int {
-	return e.evtListeners.Len()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return len(e.events)
 }
