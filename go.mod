@@ -99,6 +99,10 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-// A patched copy: timers built on time.AfterFunc hold no goroutine per idle
-// connection (third_party/README.md).
-replace github.com/zishang520/socket.io/v3 => ./third_party/zishang520-socket.io-v3
+// Patched copies of two modules of the Socket.IO library, for less memory per
+// idle connection: timers without a goroutine each and smaller event emitters
+// (v3), no per-connection gorilla buffers (engine). See third_party/README.md.
+replace (
+	github.com/zishang520/socket.io/servers/engine/v3 => ./third_party/zishang520-socket.io-servers-engine-v3
+	github.com/zishang520/socket.io/v3 => ./third_party/zishang520-socket.io-v3
+)
