@@ -114,17 +114,19 @@ func (t *wsTransport) fill(wait bool) error {
 		t.setIdleDeadline()
 		n, err := t.netConn.Read(r.in[len(r.in):cap(r.in)])
 		r.in = r.in[:len(r.in)+n]
-		if n > 0 {
+		switch {
+		case n > 0:
 			return nil
-		}
-		if err == nil {
-			err = io.ErrNoProgress
+		case err == io.EOF && (len(r.in) > 0 || r.msgOp != 0):
+			return io.ErrUnexpectedEOF
+		case err == nil:
+			return io.ErrNoProgress
 		}
 		return err
 	}
-	if wait {
-		t.setIdleDeadline()
-	}
+	// Every read renews the idle timeout (also one that does not wait: a
+	// deadline that passed fails any read, even of data already there).
+	t.setIdleDeadline()
 	r.wait, r.n, r.err = wait, 0, nil
 	if err := t.raw.Read(r.readFD); err != nil {
 		return err // the idle timeout, or the connection is closed
@@ -134,6 +136,8 @@ func (t *wsTransport) fill(wait bool) error {
 		return errWouldBlock
 	case r.err != nil:
 		return os.NewSyscallError("read", r.err)
+	case r.n == 0 && (len(r.in) > 0 || r.msgOp != 0):
+		return io.ErrUnexpectedEOF // gone in the middle of a frame or message
 	case r.n == 0:
 		return io.EOF
 	}

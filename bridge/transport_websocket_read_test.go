@@ -250,6 +250,41 @@ func TestBadClientFramesAreRefusedWithTheirCloseCode(t *testing.T) {
 	}
 }
 
+func TestClientGoneMidFrameIsAnErrorAndGoneBetweenFramesIsNot(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		sent    []byte
+		wantErr bool
+	}{
+		{"between frames", clientFrame(ws.TextMessage, true, []byte("4whole")), false},
+		{"in the middle of a frame", clientFrame(ws.TextMessage, true, []byte("4cut short"))[:6], true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, e, client := upgradedTransport(t, &wsLimits{maxQueueBytes: 1 << 20, writeTimeout: 5 * time.Second}, 0)
+			if _, err := client.NetConn().Write(tc.sent); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond) // read before the FIN
+			_ = client.NetConn().Close()
+			select {
+			case <-e.closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the transport did not close")
+			}
+			select {
+			case err := <-e.errs:
+				if !tc.wantErr {
+					t.Fatalf("a client gone %s is not an error, got %v", tc.name, err)
+				}
+			default:
+				if tc.wantErr {
+					t.Fatalf("a client gone %s was not reported as an error", tc.name)
+				}
+			}
+		})
+	}
+}
+
 func TestIdleTimeoutEndsOnlyASilentConnection(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	_, e, client := upgradedTransport(t, &wsLimits{maxQueueBytes: 1 << 20, writeTimeout: 5 * time.Second}, idle)
