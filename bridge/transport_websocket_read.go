@@ -37,10 +37,6 @@ const wsReadBufferSize = 4 << 10
 
 type wsReadBuffer = [wsReadBufferSize]byte
 
-// maxFrameHeaderSize is a client frame's largest header: 2 bytes, an 8-byte
-// length and the mask.
-const maxFrameHeaderSize = 2 + 8 + 4
-
 // errWouldBlock is a read that found nothing and was told not to wait.
 var errWouldBlock = errors.New("websocket read would block")
 
