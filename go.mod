@@ -98,3 +98,11 @@ require (
 	google.golang.org/appengine v1.6.8 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// Patched copies of two modules of the Socket.IO library, for less memory per
+// idle connection: timers without a goroutine each and smaller event emitters
+// (v3), no per-connection gorilla buffers (engine). See third_party/README.md.
+replace (
+	github.com/zishang520/socket.io/servers/engine/v3 => ./third_party/zishang520-socket.io-servers-engine-v3
+	github.com/zishang520/socket.io/v3 => ./third_party/zishang520-socket.io-v3
+)

@@ -188,6 +188,7 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 		maxQueueBytes:  cfg.SocketQueueMaxBytes,
 		writeTimeout:   cfg.WriteTimeout,
 		onSlowConsumer: b.onSlowConsumer,
+		maxPayload:     cfg.MaxPayloadBytes,
 	}}))
 	if cfg.RecoveryWindow > 0 && cfg.Log != nil && cfg.Sessions != nil {
 		b.sessions = newSessions(cfg.Sessions, cfg.SessionPrefix, cfg.RecoveryWindow, b.log)
@@ -300,6 +301,9 @@ func (b *Bridge) authenticate(s *socket.Socket, next func(*socket.ExtendedError)
 		return
 	}
 	s.SetData(claims)
+	// The handshake is kept for the socket's life; the token is not needed
+	// once verified (and is a credential better not held).
+	delete(s.Handshake().Auth, "token")
 	// The library sends the client its CONNECT packet before it runs the
 	// "connection" handlers, so a client may act (and a backend push to it)
 	// before onConnection. The socket is therefore registered here, before

@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"encoding/binary"
-	"errors"
-	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -17,7 +15,7 @@ import (
 )
 
 // The Engine.IO library keeps the protocol; this file owns the WebSocket write
-// path. Its own transport (kept for reference in the library's
+// path (the read path is in transport_websocket_read.go). Its own transport (kept for reference in the library's
 // transports/websocket.go) prepares a gorilla message per socket and packet,
 // writes each packet with its own syscall and deadline, and queues without
 // bound. Here:
@@ -76,6 +74,11 @@ type wsLimits struct {
 	writeTimeout time.Duration
 	// onSlowConsumer is told when a socket is disconnected for its queue.
 	onSlowConsumer func(sid string, queued int)
+	// maxPayload bounds one message from a client; 0 is no bound.
+	maxPayload int64
+	// readBuffers are the read buffers (*wsReadBuffer) sockets take while
+	// data arrives.
+	readBuffers sync.Pool
 }
 
 // wsTransportCtor registers wsTransport with the engine in place of the
@@ -103,6 +106,7 @@ type wsTransport struct {
 	// raw is the connection's file descriptor access, for the writes tried
 	// without blocking; nil when the connection has none (TLS).
 	raw syscall.RawConn
+	rd  wsReader
 
 	mu      sync.Mutex
 	pending []wsFrame // frames waiting for the writer, in order
@@ -124,17 +128,7 @@ func (t *wsTransport) Construct(ctx *types.HttpContext) {
 		}
 	}
 
-	// gorilla answers pings and echoes close frames by writing itself; every
-	// write must go through the queue so frames never interleave.
-	t.conn.SetPingHandler(func(data string) error {
-		t.enqueueFront(newFrame(ws.PongMessage, []byte(data)))
-		return nil
-	})
-	t.conn.SetCloseHandler(func(code int, _ string) error {
-		t.enqueue(newFrame(ws.CloseMessage, ws.FormatCloseMessage(code, "")))
-		t.beginClose()
-		return nil
-	})
+	t.rd.readFD = t.readFD
 	_ = t.conn.Once("close", func(...any) { t.OnClose() })
 
 	t.SetWritable(true)
@@ -147,35 +141,6 @@ func (t *wsTransport) Name() string { return transports.WEBSOCKET }
 
 // HandlesUpgrades says polling may upgrade to this transport.
 func (t *wsTransport) HandlesUpgrades() bool { return true }
-
-// read runs in the connection's reader goroutine until the connection ends.
-func (t *wsTransport) read() {
-	defer t.closeConn()
-	for {
-		if t.idleTimeout > 0 {
-			_ = t.conn.SetReadDeadline(time.Now().Add(t.idleTimeout))
-		}
-		mt, r, err := t.conn.NextReader()
-		if err != nil {
-			var ce *ws.CloseError
-			if !errors.As(err, &ce) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
-				t.OnError("websocket error", err)
-			}
-			return
-		}
-		var data types.BufferInterface
-		if mt == ws.BinaryMessage {
-			data = types.NewBytesBuffer(nil)
-		} else {
-			data = types.NewStringBuffer(nil)
-		}
-		if _, err := data.ReadFrom(r); err != nil {
-			t.OnError("websocket read error", err)
-			return
-		}
-		t.OnData(data)
-	}
-}
 
 // Send queues packets from the engine (handshake, pings, Socket.IO packets
 // written through the engine). It never blocks: the transport stays writable,

@@ -299,6 +299,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Go(func() { a.heartbeat(clusterCtx) })
 	wg.Go(func() { a.presence.Run(clusterCtx) })
 	wg.Go(func() { a.bridge.RunSessions(clusterCtx) })
+	wg.Go(func() { reclaimIdleMemory(clusterCtx, memoryCheckInterval, a.log) })
 	a.log.Info("listening", "addr", ln.Addr().String(), "bus", a.bus.Kind(), "instance", a.cfg.InstanceID)
 
 	var runErr error
