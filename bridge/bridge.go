@@ -51,7 +51,9 @@ type Config struct {
 	// PublishTimeout bounds one publish made for a client event.
 	PublishTimeout time.Duration
 	// QueueSize is how many envelopes may wait for local delivery before the
-	// bus consumer is held back; MaxBatch is how many are delivered at once.
+	// bus consumer is held back (1,024: a deeper queue only adds latency
+	// once delivery is the bottleneck); MaxBatch is how many are delivered
+	// at once.
 	QueueSize int
 	MaxBatch  int
 	// SocketQueueMaxBytes bounds what may wait to be written to one
@@ -98,7 +100,7 @@ func (c *Config) setDefaults() {
 		c.PublishTimeout = 5 * time.Second
 	}
 	if c.QueueSize == 0 {
-		c.QueueSize = 4096
+		c.QueueSize = 1024
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 256
