@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,5 +230,47 @@ func TestMemoryPubSubQueuesForSubscribersOfBatches(t *testing.T) {
 	want = append(want, "over")
 	if !slices.Equal(got, want) {
 		t.Fatalf("handed over %d messages, want %d in publish order", len(got), len(want))
+	}
+}
+
+// TestMemoryPubSubDrainWaitsForTheHandlers checks Drain: it returns once what
+// was published to a subscriber of batches has been acked, and says so when
+// its context ends first.
+func TestMemoryPubSubDrainWaitsForTheHandlers(t *testing.T) {
+	ps := newMemoryPubSub()
+	defer ps.Close()
+	batches, err := ps.SubscribeBatches(context.Background(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"m1", "m2", "m3"} {
+		if err := ps.Publish("t", message.NewMessage(id, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nothing takes the batches yet: Drain gives up with its context.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := ps.Drain(ctx); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Drain with nothing handled: %v, want the context's deadline", err)
+	}
+
+	var handled atomic.Int32
+	go func() {
+		for m := range batches {
+			time.Sleep(20 * time.Millisecond) // a slow handler
+			b, _ := batchOf(m)
+			handled.Add(int32(len(b.msgs)))
+			b.done = len(b.msgs)
+			m.Ack()
+		}
+	}()
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ps.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := handled.Load(); n != 3 {
+		t.Fatalf("Drain returned with %d of 3 messages handled", n)
 	}
 }

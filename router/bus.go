@@ -128,3 +128,11 @@ func (l *levelCheckedLogger) Trace(msg string, fields watermill.LogFields) {
 func (l *levelCheckedLogger) With(fields watermill.LogFields) watermill.LoggerAdapter {
 	return &levelCheckedLogger{log: l.log, slog: l.slog.With(fields)}
 }
+
+// Drainer is a Bus that holds what was published in the process for its
+// subscribers (the embedded bus's queues): Drain waits until they have
+// handled it, or ctx is done. An instance drains its bus before it stops its
+// router, so that what it accepted is not dropped on the way out.
+type Drainer interface {
+	Drain(ctx context.Context) error
+}

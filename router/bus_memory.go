@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
@@ -89,6 +90,10 @@ func (b *memoryBus) ReadAfter(ctx context.Context, topic, offset string, fn func
 	}
 	return nil
 }
+
+// Drain waits until the router's handlers have taken what was published
+// (see memoryPubSub.Drain).
+func (b *memoryBus) Drain(ctx context.Context) error { return b.ps.Drain(ctx) }
 
 func (b *memoryBus) Kind() string                 { return KindMemory }
 func (b *memoryBus) Publisher() message.Publisher { return b.ps }
@@ -230,8 +235,11 @@ type memorySubscription struct {
 	// there are some, space tells waiting publishers there is room.
 	qmu   sync.Mutex
 	queue []*message.Message
-	wake  chan struct{}
-	space chan struct{}
+	// handing counts the messages of the batch handed over and not yet
+	// acked (Drain waits for them too).
+	handing int
+	wake    chan struct{}
+	space   chan struct{}
 }
 
 // memoryQueueMax bounds the queue of a subscriber of batches: a publisher
@@ -284,6 +292,7 @@ func (s *memorySubscription) take() []*message.Message {
 	batch := slices.Clone(s.queue[:n])
 	clear(s.queue[:n])
 	s.queue = s.queue[n:]
+	s.handing = n
 	if len(s.queue) == 0 {
 		s.queue = nil // let a drained backlog's array go
 	}
@@ -292,6 +301,13 @@ func (s *memorySubscription) take() []*message.Message {
 	default:
 	}
 	return batch
+}
+
+// pending counts the messages queued or handed over and not acked yet.
+func (s *memorySubscription) pending() int {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return len(s.queue) + s.handing
 }
 
 // handBatches hands the queue over, batch by batch, until the subscription
@@ -307,6 +323,9 @@ func (s *memorySubscription) handBatches(closing <-chan struct{}) {
 		}
 		for batch := s.take(); len(batch) > 0; batch = s.take() {
 			s.deliverBatch(batch, closing)
+			s.qmu.Lock()
+			s.handing = 0
+			s.qmu.Unlock()
 			select {
 			case <-s.done:
 				return
@@ -479,6 +498,37 @@ func (p *memoryPubSub) subscribe(ctx context.Context, topic string, batches bool
 		s.sending.Unlock()
 	}()
 	return s.out, nil
+}
+
+// drainPoll is how often Drain looks at the queues.
+const drainPoll = 5 * time.Millisecond
+
+// Drain waits until what was published to subscribers of batches has been
+// handed over and acked, or ctx is done: at shutdown, what the REST API
+// accepted is delivered before the router stops.
+func (p *memoryPubSub) Drain(ctx context.Context) error {
+	t := time.NewTicker(drainPoll)
+	defer t.Stop()
+	for {
+		p.mu.RLock()
+		left := 0
+		for _, subs := range p.subs {
+			for _, s := range subs {
+				if s.batches {
+					left += s.pending()
+				}
+			}
+		}
+		p.mu.RUnlock()
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("memory bus: %d messages not handled: %w", left, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // Close ends every subscription; publishers waiting for acks return.

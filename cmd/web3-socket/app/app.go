@@ -327,6 +327,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		// forwarder, instead of holding up the router's close.
 		a.backend.Stop()
 	}
+	if d, ok := a.bus.(router.Drainer); ok {
+		if err := d.Drain(shutdownCtx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := a.router.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("router: %w", err))
 	}
