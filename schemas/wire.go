@@ -7,41 +7,24 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/web3-socket/web3-socket/internal/jsonscan"
 )
 
 // jsonType is the JSON type of a property as received, or absent when the
 // property is not there. The typed Envelope cannot say either, and the schema
 // judges both.
-type jsonType uint8
+type jsonType = jsonscan.Kind
 
 const (
-	absent jsonType = iota
-	jsonNull
-	jsonBoolean
-	jsonNumber
-	jsonString
-	jsonArray
-	jsonObject
+	absent      = jsonscan.Absent
+	jsonNull    = jsonscan.Null
+	jsonBoolean = jsonscan.Boolean
+	jsonNumber  = jsonscan.Number
+	jsonString  = jsonscan.String
+	jsonArray   = jsonscan.Array
+	jsonObject  = jsonscan.Object
 )
-
-// String names the type as JSON Schema does ("got number, want string").
-func (t jsonType) String() string {
-	switch t {
-	case jsonNull:
-		return "null"
-	case jsonBoolean:
-		return "boolean"
-	case jsonNumber:
-		return "number"
-	case jsonString:
-		return "string"
-	case jsonArray:
-		return "array"
-	case jsonObject:
-		return "object"
-	}
-	return "nothing"
-}
 
 // typeOf returns the type of a JSON value, which encoding/json has already
 // found well-formed. Leading white space is skipped: a json.RawMessage built

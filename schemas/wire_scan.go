@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/web3-socket/web3-socket/internal/jsonscan"
 )
 
 // scan fills w from payload in one pass over its bytes, with no reflection and
@@ -20,15 +22,15 @@ import (
 // an envelope from the bus, and its deep call chains made the goroutine that
 // handles each message grow its stack.
 func (w *wireEnvelope) scan(payload []byte) bool {
-	s := scanner{buf: payload}
+	s := scanner{jsonscan.NewShared(payload)}
 	*w = wireEnvelope{}
-	s.space()
-	if !s.consume('{') {
+	s.Space()
+	if !s.Consume('{') {
 		return false
 	}
 	var seen uint16
 	for i := 0; ; i++ {
-		name, more, ok := s.nextName(i)
+		name, more, ok := s.NextName(i)
 		if !ok {
 			return false
 		}
@@ -39,8 +41,7 @@ func (w *wireEnvelope) scan(payload []byte) bool {
 			return false
 		}
 	}
-	s.space()
-	return s.pos == len(s.buf)
+	return s.AtEnd()
 }
 
 // scanProp scans the value of the top-level property name; seen has a bit
@@ -59,7 +60,7 @@ func (w *wireEnvelope) scanProp(s *scanner, name string, seen *uint16) bool {
 		if !isASCII(name) || slices.ContainsFunc(topLevelNames[:], func(n string) bool { return strings.EqualFold(n, name) }) {
 			return false
 		}
-		_, _, ok := s.value()
+		_, _, ok := s.Value()
 		return ok
 	}
 	if *seen&bit != 0 {
@@ -68,22 +69,20 @@ func (w *wireEnvelope) scanProp(s *scanner, name string, seen *uint16) bool {
 	*seen |= bit
 	switch name {
 	case "v":
-		s.space()
-		start := s.pos
-		t, _, ok := s.value()
+		t, raw, ok := s.Value()
 		w.V = wireNumber{typ: t}
 		if t == jsonNumber {
-			w.V.text = s.substr(start, s.pos)
+			w.V.text = string(raw)
 		}
 		return ok
 	case "to":
 		return s.address(&w.To, true)
 	case "data":
-		_, raw, ok := s.value()
+		_, raw, ok := s.Value()
 		w.Data = append(json.RawMessage(nil), raw...)
 		return ok
 	case "ts":
-		t, text, ok := s.stringOrValue()
+		t, text, ok := s.StringOrValue()
 		w.TS = wireTime{typ: t}
 		if ok && t == jsonString {
 			w.TS.set(text)
@@ -91,7 +90,7 @@ func (w *wireEnvelope) scanProp(s *scanner, name string, seen *uint16) bool {
 		return ok
 	}
 	f := w.stringField(name)
-	t, text, ok := s.stringOrValue()
+	t, text, ok := s.StringOrValue()
 	*f = wireString{typ: t, s: text}
 	return ok
 }
@@ -123,15 +122,15 @@ func (w *wireEnvelope) stringField(name string) *wireString {
 // address fills a from the value at the scanner: a to object (target) or an
 // except object.
 func (s *scanner) address(a *wireAddress, target bool) bool {
-	s.space()
-	if !s.consume('{') {
-		t, _, ok := s.value()
+	s.Space()
+	if !s.Consume('{') {
+		t, _, ok := s.Value()
 		*a = wireAddress{typ: t}
 		return ok
 	}
 	*a = wireAddress{typ: jsonObject}
 	for i := 0; ; i++ {
-		name, more, ok := s.nextName(i)
+		name, more, ok := s.NextName(i)
 		if !ok {
 			return false
 		}
@@ -160,7 +159,7 @@ func (a *wireAddress) scanProp(s *scanner, name string, target bool) bool {
 	case name == "sockets":
 		l = &a.sockets
 	case target && name == "all":
-		t, raw, ok := s.value()
+		t, raw, ok := s.Value()
 		a.all = wireBool{typ: t, v: ok && t == jsonBoolean && raw[0] == 't'}
 		a.unknown = append(a.unknown, name) // marks it seen; removed by finishUnknown
 		return ok
@@ -169,7 +168,7 @@ func (a *wireAddress) scanProp(s *scanner, name string, target bool) bool {
 		a.unknown = append(a.unknown, name)
 		return s.address(a.except, false)
 	default:
-		_, _, ok := s.value()
+		_, _, ok := s.Value()
 		a.unknown = append(a.unknown, name)
 		return ok
 	}
@@ -193,20 +192,20 @@ func (a *wireAddress) finishUnknown(target bool) {
 
 // list fills l from the value at the scanner.
 func (s *scanner) list(l *wireList) bool {
-	s.space()
-	if !s.consume('[') {
-		t, _, ok := s.value()
+	s.Space()
+	if !s.Consume('[') {
+		t, _, ok := s.Value()
 		*l = wireList{typ: t}
 		return ok
 	}
 	*l = wireList{typ: jsonArray, items: []string{}}
 	var types []jsonType
-	s.space()
-	if s.consume(']') {
+	s.Space()
+	if s.Consume(']') {
 		return true
 	}
 	for {
-		t, text, ok := s.stringOrValue()
+		t, text, ok := s.StringOrValue()
 		if !ok {
 			return false
 		}
@@ -220,10 +219,10 @@ func (s *scanner) list(l *wireList) bool {
 		if types != nil {
 			types = append(types, t)
 		}
-		s.space()
+		s.Space()
 		switch {
-		case s.consume(','):
-		case s.consume(']'):
+		case s.Consume(','):
+		case s.Consume(']'):
 			l.itemTypes = types
 			return true
 		default:
@@ -232,187 +231,8 @@ func (s *scanner) list(l *wireList) bool {
 	}
 }
 
-// scanner walks a payload. Values it returns as strings are substrings of
-// one copy of the payload, made on first use.
-type scanner struct {
-	buf  []byte
-	pos  int
-	text string
-}
-
-// substr returns s.buf[start:end] as a string.
-func (s *scanner) substr(start, end int) string {
-	if s.text == "" {
-		s.text = string(s.buf)
-	}
-	return s.text[start:end]
-}
-
-func (s *scanner) space() {
-	for s.pos < len(s.buf) {
-		switch s.buf[s.pos] {
-		case ' ', '\t', '\n', '\r':
-			s.pos++
-		default:
-			return
-		}
-	}
-}
-
-// consume skips c if it is next.
-func (s *scanner) consume(c byte) bool {
-	if s.pos < len(s.buf) && s.buf[s.pos] == c {
-		s.pos++
-		return true
-	}
-	return false
-}
-
-// nextName moves to the i-th property of the object whose '{' was consumed
-// and returns its name; more is false at the end of the object.
-func (s *scanner) nextName(i int) (name string, more, ok bool) {
-	s.space()
-	switch {
-	case s.consume('}'):
-		return "", false, true
-	case i > 0 && !s.consume(','):
-		return "", false, false
-	}
-	s.space()
-	if name, ok = s.plainString(); !ok {
-		return "", false, false
-	}
-	s.space()
-	return name, true, s.consume(':')
-}
-
-// plainString returns the string at the scanner when it is valid UTF-8 with
-// no escapes (and not otherwise).
-func (s *scanner) plainString() (string, bool) {
-	if !s.consume('"') {
-		return "", false
-	}
-	start := s.pos
-	ascii := true
-	for ; s.pos < len(s.buf); s.pos++ {
-		switch c := s.buf[s.pos]; {
-		case c == '"':
-			end := s.pos
-			s.pos++
-			if !ascii && !utf8.Valid(s.buf[start:end]) {
-				return "", false
-			}
-			return s.substr(start, end), true
-		case c == '\\' || c < 0x20:
-			return "", false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-	}
-	return "", false
-}
-
-// stringOrValue scans a value meant to be a string: its text when it is a
-// plain string, its type otherwise.
-func (s *scanner) stringOrValue() (jsonType, string, bool) {
-	s.space()
-	if s.pos < len(s.buf) && s.buf[s.pos] == '"' {
-		text, ok := s.plainString()
-		return jsonString, text, ok
-	}
-	t, _, ok := s.value()
-	return t, "", ok
-}
-
-// value skips the JSON value at the scanner and returns its type and bytes;
-// it reports false unless the value is well-formed (json.Valid judges any
-// that is not a plain string or a literal).
-func (s *scanner) value() (jsonType, []byte, bool) {
-	s.space()
-	if s.pos >= len(s.buf) {
-		return absent, nil, false
-	}
-	start := s.pos
-	var t jsonType
-	switch c := s.buf[s.pos]; {
-	case c == 'n':
-		ok := s.literal("null")
-		return jsonNull, s.buf[start:s.pos], ok
-	case c == 't':
-		ok := s.literal("true")
-		return jsonBoolean, s.buf[start:s.pos], ok
-	case c == 'f':
-		ok := s.literal("false")
-		return jsonBoolean, s.buf[start:s.pos], ok
-	case c == '"':
-		if _, ok := s.plainString(); ok {
-			return jsonString, s.buf[start:s.pos], true
-		}
-		s.pos = start
-		t = jsonString
-		s.skipString()
-	case c == '{' || c == '[':
-		t = jsonObject
-		if c == '[' {
-			t = jsonArray
-		}
-		s.skipContainer()
-	case c == '-' || ('0' <= c && c <= '9'):
-		t = jsonNumber
-		for s.pos < len(s.buf) && strings.IndexByte("0123456789+-.eE", s.buf[s.pos]) >= 0 {
-			s.pos++
-		}
-	default:
-		return absent, nil, false
-	}
-	raw := s.buf[start:s.pos]
-	return t, raw, json.Valid(raw)
-}
-
-// literal skips lit and reports whether it was next.
-func (s *scanner) literal(lit string) bool {
-	if len(s.buf)-s.pos < len(lit) || string(s.buf[s.pos:s.pos+len(lit)]) != lit {
-		return false
-	}
-	s.pos += len(lit)
-	return true
-}
-
-// skipString moves past the string at the scanner, escapes included (its
-// validity is json.Valid's to judge).
-func (s *scanner) skipString() {
-	for s.pos++; s.pos < len(s.buf); s.pos++ {
-		switch s.buf[s.pos] {
-		case '\\':
-			s.pos++
-		case '"':
-			s.pos++
-			return
-		}
-	}
-}
-
-// skipContainer moves past the object or array at the scanner, by counting
-// brackets outside strings (whether they match is json.Valid's to judge).
-func (s *scanner) skipContainer() {
-	depth := 0
-	for s.pos < len(s.buf) {
-		switch s.buf[s.pos] {
-		case '"':
-			s.skipString()
-			continue
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				s.pos++
-				return
-			}
-		}
-		s.pos++
-	}
-}
+// scanner walks a payload; the strings it returns share one copy of it.
+type scanner struct{ jsonscan.Scanner }
 
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
