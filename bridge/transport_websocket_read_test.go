@@ -67,6 +67,16 @@ func listen(tr *wsTransport) *wsEvents {
 
 // upgradedTransport returns a wsTransport built as the engine builds it, on
 // a WebSocket upgraded over loopback TCP, and the client's end.
+// waitClosed fails the test with why unless the transport closes within 10s.
+func (e *wsEvents) waitClosed(t *testing.T, why string) {
+	t.Helper()
+	select {
+	case <-e.closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal(why)
+	}
+}
+
 func upgradedTransport(t *testing.T, limits *wsLimits, idle time.Duration) (*wsTransport, *wsEvents, *ws.Conn) {
 	t.Helper()
 	made := make(chan *wsTransport, 1)
@@ -191,11 +201,7 @@ func TestCloseFrameIsEchoedAndClosesTheTransportWithoutError(t *testing.T) {
 	if code := readClose(t, client); code != 4001 {
 		t.Fatalf("close echo with code %d, want 4001", code)
 	}
-	select {
-	case <-e.closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the transport did not close")
-	}
+	e.waitClosed(t, "the transport did not close")
 	select {
 	case err := <-e.errs:
 		t.Fatalf("a client's close is not an error, got %v", err)
@@ -236,11 +242,7 @@ func TestBadClientFramesAreRefusedWithTheirCloseCode(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the engine was not told of the error")
 			}
-			select {
-			case <-e.closed:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the transport did not close")
-			}
+			e.waitClosed(t, "the transport did not close")
 			select {
 			case p := <-e.packets:
 				t.Fatalf("a refused frame reached the engine: %v", p)
@@ -266,11 +268,7 @@ func TestClientGoneMidFrameIsAnErrorAndGoneBetweenFramesIsNot(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond) // read before the FIN
 			_ = client.NetConn().Close()
-			select {
-			case <-e.closed:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the transport did not close")
-			}
+			e.waitClosed(t, "the transport did not close")
 			select {
 			case err := <-e.errs:
 				if !tc.wantErr {
@@ -300,11 +298,7 @@ func TestIdleTimeoutEndsOnlyASilentConnection(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	select {
-	case <-e.closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a silent connection outlived the idle timeout")
-	}
+	e.waitClosed(t, "a silent connection outlived the idle timeout")
 	if waited := time.Since(start); waited < idle/2 {
 		t.Fatalf("closed %v after the last frame, before the idle timeout %v", waited, idle)
 	}
