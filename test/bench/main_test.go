@@ -65,3 +65,21 @@ func TestParseFlagsKeepsTheKafkaVariantWithBrokersGiven(t *testing.T) {
 		t.Fatalf("kafka-broadcast with -servers node: %v; want an error saying it runs web3-socket only", err)
 	}
 }
+
+func TestParseFlagsTakesExtraWeb3SettingsAsKeyValuePairs(t *testing.T) {
+	c, err := parseFlags(append(slices.Clone(noBroker), "-scenarios", "broadcast", "-web3-env", "IDEMPOTENCY_WINDOW=0s,GOMAXPROCS=1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"IDEMPOTENCY_WINDOW=0s", "GOMAXPROCS=1"}; !slices.Equal(c.web3Env, want) {
+		t.Fatalf("web3Env %v, want %v", c.web3Env, want)
+	}
+	_, err = parseFlags(append(slices.Clone(noBroker), "-scenarios", "broadcast", "-web3-env", "GOMAXPROCS"))
+	if err == nil || !strings.Contains(err.Error(), `-web3-env: "GOMAXPROCS": want KEY=VALUE`) {
+		t.Fatalf("parseFlags: %v; want the pair without = refused", err)
+	}
+	cmd := web3Target("/bin/web3", c.web3Env).command(instance{port: 1, secret: "s", apiKey: "k", id: "a"})
+	if got := cmd.Env[len(cmd.Env)-2:]; !slices.Equal(got, c.web3Env) {
+		t.Fatalf("instance environment ends %v, want the extra settings last (they win)", got)
+	}
+}
