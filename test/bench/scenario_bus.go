@@ -54,51 +54,21 @@ func (b *bench) busLoad(ctx context.Context, d *deployment, r *result, logf func
 	added := make(chan sendResult, 1)
 	go func() { added <- add(ctx, 0) }()
 
-	var (
-		addDone      bool
-		lastProgress = time.Now()
-		lastTotal    int64
-		lastLog      = time.Now()
-		tick         = time.NewTicker(busSampleEvery)
-	)
-	defer tick.Stop()
-wait:
-	for {
-		select {
-		case r.send = <-added:
-			addDone, added = true, nil
-			logf("added %d/%d entries in %.1fs (%d batches of up to %d, %d failed)", r.send.nAccepted, total,
-				r.send.end.Sub(r.send.start).Seconds(), r.send.requests, busPipeline, sumCounts(r.send.errs))
-		case <-tick.C:
+	addDone := false
+	want := func() (int64, bool) {
+		if !addDone {
+			select {
+			case r.send = <-added:
+				addDone = true
+				logf("added %d/%d entries in %.1fs (%d batches of up to %d, %d failed)", r.send.nAccepted, total,
+					r.send.end.Sub(r.send.start).Seconds(), r.send.requests, busPipeline, sumCounts(r.send.errs))
+			default:
+			}
 		}
-		bus.sample(ctx)
-		if bus.err != nil {
-			r.status = "failed: " + bus.err.Error()
-			break wait
-		}
-		var sum int64
-		done := addDone
-		for i := range bus.last {
-			sum += bus.consumed(i)
-			done = done && bus.consumed(i) >= int64(r.send.nAccepted)
-		}
-		if sum != lastTotal {
-			lastTotal, lastProgress = sum, time.Now()
-		}
-		switch {
-		case done:
-			break wait
-		case ctx.Err() != nil:
-			r.status = statusOf(ctx)
-			break wait
-		case addDone && time.Since(lastProgress) > b.cfg.stall:
-			r.status = fmt.Sprintf("stalled (nothing consumed for %s)", b.cfg.stall)
-			break wait
-		}
-		if time.Since(lastLog) >= 2*time.Second {
-			lastLog = time.Now()
-			logf("consumed %d so far (all instances)", sum)
-		}
+		return int64(r.send.nAccepted), addDone
+	}
+	if status := bus.waitConsumed(ctx, b.cfg.stall, want, logf); status != "" {
+		r.status = status
 	}
 	cpu1, _ := d.cpu()
 	r.serverCPU, r.genCPU, r.brokerCPU = cpu1-cpu0, selfCPU()-gen0, d.brokerCPU()-broker0
@@ -149,28 +119,9 @@ func (b *bench) busBacklog(ctx context.Context, d *deployment, r *result, logf f
 		r.backlogErr = fmt.Sprintf("only %d/%d entries added", sent.nAccepted, total)
 	}
 	logf("backlog: %d entries added in %.1fs with the instances paused; resumed", sent.nAccepted, sent.end.Sub(sent.start).Seconds())
-	tick := time.NewTicker(busSampleEvery)
-	defer tick.Stop()
-	lastProgress, lastTotal := time.Now(), int64(-1)
-	for ctx.Err() == nil {
-		<-tick.C
-		bus.sample(ctx)
-		if bus.err != nil {
-			r.backlogErr = bus.err.Error()
-			return
-		}
-		var sum int64
-		done := true
-		for i := range bus.last {
-			sum += bus.consumed(i)
-			done = done && bus.consumed(i) >= int64(sent.nAccepted)
-		}
-		if sum != lastTotal {
-			lastTotal, lastProgress = sum, time.Now()
-		}
-		if done || time.Since(lastProgress) > b.cfg.stall {
-			break
-		}
+	want := func() (int64, bool) { return int64(sent.nAccepted), true }
+	if status := bus.waitConsumed(ctx, b.cfg.stall, want, logf); status != "" && r.backlogErr == "" {
+		r.backlogErr = status
 	}
 	cpu1, _ := d.cpu()
 	var backlog result
@@ -229,4 +180,47 @@ func busEnvelope(b []byte, seq, t int64, ts string) []byte {
 	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, `},"ts":"`+ts+`"}`...)
 	return b
+}
+
+// waitConsumed samples the instances' counters every busSampleEvery until
+// each has consumed the entries want reports, ctx ends, the counters cannot
+// be read, or, once want's count is final, nothing moved for stall. want is
+// asked before each sample: while entries are still being added its count
+// is not final. It returns "" when every instance got there, and otherwise
+// why it stopped.
+func (m *busMeter) waitConsumed(ctx context.Context, stall time.Duration, want func() (int64, bool), logf func(string, ...any)) string {
+	tick := time.NewTicker(busSampleEvery)
+	defer tick.Stop()
+	lastProgress, lastLog, lastTotal := time.Now(), time.Now(), int64(-1)
+	for {
+		select {
+		case <-ctx.Done():
+			return statusOf(ctx)
+		case <-tick.C:
+		}
+		n, final := want()
+		m.sample(ctx)
+		if m.err != nil {
+			return "failed: " + m.err.Error()
+		}
+		var sum int64
+		done := final
+		for i := range m.last {
+			sum += m.consumed(i)
+			done = done && m.consumed(i) >= n
+		}
+		if sum != lastTotal {
+			lastTotal, lastProgress = sum, time.Now()
+		}
+		switch {
+		case done:
+			return ""
+		case final && time.Since(lastProgress) > stall:
+			return fmt.Sprintf("stalled (nothing consumed for %s)", stall)
+		}
+		if time.Since(lastLog) >= 2*time.Second {
+			lastLog = time.Now()
+			logf("consumed %d so far (all instances)", sum)
+		}
+	}
 }
