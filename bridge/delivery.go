@@ -128,12 +128,12 @@ func (b *Bridge) deliver(batch []queued) {
 	var reach []*socket.Socket
 	for _, q := range batch {
 		env := q.env
-		b.metrics.deliveryLatency.Observe(now.Sub(env.TS).Seconds())
 		// Envelopes for sockets of other instances are common in a cluster:
-		// those are not encoded.
+		// those are not encoded, and have no delivery latency here.
 		if reach = b.recipients(reach[:0], env.To); len(reach) == 0 {
 			continue
 		}
+		b.metrics.deliveryLatency.Observe(now.Sub(env.TS).Seconds())
 		p, err := b.encode(nsp.Name(), env, q.offset)
 		if err != nil {
 			b.log.Warn("envelope not deliverable", "id", env.ID, "event", env.Event, "error", err)
@@ -258,6 +258,41 @@ func (b *Bridge) recipients(out []*socket.Socket, to *schemas.Target) []*socket.
 		}
 	}
 	return out
+}
+
+// Reaches reports whether to may reach a socket connected to this instance:
+// one of its users, named rooms or socket ids is here, or it is a broadcast
+// and any socket is. Except is not applied, so a target whose local sockets
+// are all excluded still reaches. The outbound handler asks it before
+// claiming an envelope id in the shared dedupe store: an instance with
+// nobody to deliver to has nothing to claim.
+func (b *Bridge) Reaches(to *schemas.Target) bool {
+	if to == nil {
+		return false
+	}
+	if to.All {
+		n, _ := b.registry.counts()
+		return n > 0
+	}
+	for _, u := range to.Users {
+		if b.registry.connections(u) > 0 {
+			return true
+		}
+	}
+	if len(to.Rooms) > 0 {
+		rooms := b.io.Sockets().Adapter().Rooms()
+		for _, r := range to.Rooms {
+			if members, ok := rooms.Load(namedRoom(r)); ok && members.Len() > 0 {
+				return true
+			}
+		}
+	}
+	for _, id := range to.Sockets {
+		if _, ok := b.io.Sockets().Sockets().Load(socket.SocketId(id)); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // appendMembers appends the local sockets of the users, named rooms and

@@ -27,6 +27,15 @@ type loneDeliverer interface {
 	Deliver(ctx context.Context, env *schemas.Envelope, offset string) error
 }
 
+// localReacher is a Deliverer that knows whether an envelope's target may
+// reach one of its sockets (bridge.Bridge.Reaches). The outbound handler
+// claims an envelope id in its Dedupe only where the envelope may be
+// delivered: in a cluster most envelopes reach no socket of most instances,
+// and each claim is work for the shared store.
+type localReacher interface {
+	Reaches(to *schemas.Target) bool
+}
+
 // Outbound returns the handler of the outbound topic: it validates each
 // envelope and queues it for local delivery. An invalid envelope is a
 // permanent error, so it goes to the poison topic and the stream moves on.
@@ -40,7 +49,9 @@ func Outbound(d Deliverer) router.HandlerFunc { return OutboundOnce(d, nil, nil)
 // restarted without persistence), which this instance's memory of recent ids
 // catches without a round trip. Either may be nil (no deduplication).
 // When a Dedupe cannot be reached the envelope is delivered: a duplicate is
-// better than a loss.
+// better than a loss. An instance none of whose sockets an envelope may reach
+// does not claim its id (see localReacher): a copy is dropped when an earlier
+// copy was delivered somewhere, not merely read.
 func OutboundOnce(d Deliverer, seen, replayed router.Dedupe) router.HandlerFunc {
 	return NewOutbound(d, seen, replayed).Handle
 }
@@ -63,8 +74,9 @@ type OutboundHandler struct {
 }
 
 type preparedOutbound struct {
-	env   *schemas.Envelope
-	first bool
+	env *schemas.Envelope
+	// claimed: Prepare claimed env's id, and first is the answer.
+	claimed, first bool
 }
 
 // NewOutbound returns the outbound handler; see OutboundOnce.
@@ -72,7 +84,8 @@ func NewOutbound(d Deliverer, seen, replayed router.Dedupe) *OutboundHandler {
 	return &OutboundHandler{d: d, seen: seen, replayed: replayed, prepared: map[*message.Message]preparedOutbound{}}
 }
 
-// Prepare claims the backend envelopes of msgs together. What it cannot
+// Prepare claims the backend envelopes of msgs that may reach a local socket
+// together, and keeps the decoded envelope of the others. What it cannot
 // claim (a store error, an envelope that does not decode) Handle does alone.
 func (h *OutboundHandler) Prepare(msgs []*message.Message) {
 	h.mu.Lock()
@@ -89,6 +102,7 @@ func (h *OutboundHandler) Prepare(msgs []*message.Message) {
 	claims := make([]router.Claim, 0, len(msgs))
 	which := make([]*message.Message, 0, len(msgs))
 	envs := make([]*schemas.Envelope, 0, len(msgs))
+	var elsewhere map[*message.Message]*schemas.Envelope
 	for _, m := range msgs {
 		if m.Metadata.Get(schemas.MetaOrigin) == schemas.OriginServer {
 			continue
@@ -97,22 +111,39 @@ func (h *OutboundHandler) Prepare(msgs []*message.Message) {
 		if err != nil {
 			continue
 		}
+		if !h.reachesHere(env) {
+			if elsewhere == nil {
+				elsewhere = make(map[*message.Message]*schemas.Envelope)
+			}
+			elsewhere[m] = env
+			continue
+		}
 		claims = append(claims, router.Claim{ID: env.ID, Copy: router.OffsetOf(m)})
 		which, envs = append(which, m), append(envs, env)
 	}
-	if len(claims) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := batch.ClaimAll(ctx, claims); err != nil {
-		return
+	if len(claims) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := batch.ClaimAll(ctx, claims)
+		cancel()
+		if err != nil {
+			which = nil
+		}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for i, m := range which {
-		h.prepared[m] = preparedOutbound{env: envs[i], first: claims[i].First}
+	for m, env := range elsewhere {
+		h.prepared[m] = preparedOutbound{env: env}
 	}
+	for i, m := range which {
+		h.prepared[m] = preparedOutbound{env: envs[i], claimed: true, first: claims[i].First}
+	}
+}
+
+// reachesHere reports whether env may reach a socket of this instance; true
+// when the Deliverer cannot tell.
+func (h *OutboundHandler) reachesHere(env *schemas.Envelope) bool {
+	r, ok := h.d.(localReacher)
+	return !ok || r.Reaches(env.To)
 }
 
 // take returns what Prepare learnt of msg, and whether msg came alone.
@@ -134,19 +165,26 @@ func (h *OutboundHandler) take(msg *message.Message) (p preparedOutbound, ok, al
 // per envelope id.
 func (h *OutboundHandler) Handle(msg *message.Message) error {
 	p, ok, alone := h.take(msg)
-	if ok {
+	if ok && p.claimed {
 		if !p.first {
 			return nil
 		}
 		return h.deliver(msg, p.env, h.seen, true, alone)
 	}
-	env, err := decode(msg, schemas.KindDeliver)
-	if err != nil {
-		return err
+	env := p.env
+	if !ok {
+		var err error
+		if env, err = decode(msg, schemas.KindDeliver); err != nil {
+			return err
+		}
 	}
 	check := h.seen
 	if msg.Metadata.Get(schemas.MetaOrigin) == schemas.OriginServer {
 		check = h.replayed
+	} else if check != nil && !h.reachesHere(env) {
+		// Asked again (not taken from Prepare): a socket may have connected
+		// since.
+		check = nil
 	}
 	if check == nil {
 		return h.enqueue(msg.Context(), env, router.OffsetOf(msg), alone)

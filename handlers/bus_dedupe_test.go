@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -79,15 +80,20 @@ func TestOutboundOnceDeliversAgainWhatFailedToBeDelivered(t *testing.T) {
 type countingDedupe struct {
 	router.BatchDedupe
 	claims, batches int
+	ids             []string // every id asked for, in order
 }
 
 func (d *countingDedupe) Claim(ctx context.Context, id, copy string) (bool, error) {
 	d.claims++
+	d.ids = append(d.ids, id)
 	return d.BatchDedupe.Claim(ctx, id, copy)
 }
 
 func (d *countingDedupe) ClaimAll(ctx context.Context, claims []router.Claim) error {
 	d.batches++
+	for _, c := range claims {
+		d.ids = append(d.ids, c.ID)
+	}
 	return d.BatchDedupe.ClaimAll(ctx, claims)
 }
 
@@ -116,5 +122,69 @@ func TestOutboundClaimsABatchInOneRoundTrip(t *testing.T) {
 	}
 	if len(d.got) != 3 || d.got[0].ID != a.ID || d.got[1].ID != b.ID {
 		t.Fatalf("delivered %d envelopes, want a, b and the server's (the second copy of a dropped)", len(d.got))
+	}
+}
+
+// reachingDeliverer is a fakeDeliverer with local sockets for some users
+// (localReacher).
+type reachingDeliverer struct {
+	fakeDeliverer
+	here map[string]bool
+}
+
+func (d *reachingDeliverer) Reaches(to *schemas.Target) bool {
+	for _, u := range to.Users {
+		if d.here[u] {
+			return true
+		}
+	}
+	return false
+}
+
+// An instance claims only the envelopes that may reach one of its sockets:
+// within a batch and alone. A copy of an envelope that reached nobody is
+// not a duplicate once a socket is there to get it; a copy of one that was
+// delivered is dropped.
+func TestOutboundClaimsOnlyWhatMayReachALocalSocket(t *testing.T) {
+	d := &reachingDeliverer{here: map[string]bool{"here": true}}
+	seen := &countingDedupe{BatchDedupe: router.NewMemoryDedupe(time.Minute, 100).(router.BatchDedupe)}
+	h := NewOutbound(d, seen, nil)
+	local := schemas.NewDeliver(schemas.Target{Users: []string{"here"}}, "n", nil)
+	away := schemas.NewDeliver(schemas.Target{Users: []string{"away"}}, "n", nil)
+	copyOf := func(env *schemas.Envelope, entry string) *message.Message {
+		m := backendMessage(t, env)
+		m.Metadata.Set(router.MetaEntryID, entry)
+		return m
+	}
+	handle := func(msgs ...*message.Message) {
+		t.Helper()
+		h.Prepare(msgs)
+		for _, m := range msgs {
+			if err := h.Handle(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	handle(copyOf(local, "1-1"), copyOf(away, "1-2"), copyOf(away, "1-3"))
+	if seen.batches != 1 || seen.claims != 0 || !slices.Equal(seen.ids, []string{local.ID}) {
+		t.Fatalf("%d batch claims, %d single claims, ids %v; want one batch claiming only %s",
+			seen.batches, seen.claims, seen.ids, local.ID)
+	}
+	if len(d.got) != 3 {
+		t.Fatalf("%d envelopes handed to the deliverer, want 3 (it finds the absent user has no socket itself)", len(d.got))
+	}
+
+	// The user connects: the next copy of away is the first one a socket
+	// can get, and local's second copy is a duplicate of a delivered one.
+	d.here["away"] = true
+	d.got = nil
+	handle(copyOf(away, "1-4"))
+	handle(copyOf(local, "1-5"))
+	if seen.claims != 2 {
+		t.Errorf("%d single claims, want 2 (both envelopes now reach a local socket)", seen.claims)
+	}
+	if len(d.got) != 1 || d.got[0].ID != away.ID {
+		t.Errorf("delivered %d envelopes, want only away's copy 1-4 (local's 1-1 was delivered before)", len(d.got))
 	}
 }
