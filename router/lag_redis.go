@@ -1,15 +1,11 @@
 package router
 
 import (
-	"context"
 	"strconv"
 	"strings"
-	"time"
-)
 
-// lagCheckEvery is how often a reader that keeps up checks its lag (an
-// XINFO STREAM call); one that is behind checks before each read.
-const lagCheckEvery = 250 * time.Millisecond
+	"github.com/redis/go-redis/v9"
+)
 
 // streamID is a Redis stream entry id, "<ms>-<seq>".
 type streamID struct{ ms, seq uint64 }
@@ -31,13 +27,12 @@ func parseStreamID(s string) (streamID, bool) {
 
 func (a streamID) less(b streamID) bool { return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq) }
 
-// checkLag reports how far the reader is behind the stream (in seconds of
-// entry ids) and whether trimming removed entries it had not read yet.
-func (s *streamReader) checkLag(ctx context.Context, topic, after string) {
-	if s.metrics == nil {
-		return
-	}
-	info, err := s.client.XInfoStream(ctx, topic).Result()
+// reportLag reports, from the stream's XINFO STREAM answer given just before
+// a read after the entry after, how far the reader is behind the stream (in
+// seconds of entry ids) and whether trimming removed entries it had not read
+// yet.
+func (s *streamReader) reportLag(topic, after string, cmd *redis.XInfoStreamCmd) {
+	info, err := cmd.Result()
 	if err != nil {
 		return // no stream yet, or Redis away: nothing to say
 	}

@@ -79,27 +79,54 @@ func (s *streamReader) subscribe(ctx context.Context, topic string, hand handOff
 	return out, nil
 }
 
+// read hands over what fetch reads, in order. fetch reads the next entries
+// while the consumer handles the last ones: a read's round trip and the
+// decoding of its entries overlap the handling of the batch before, which
+// otherwise waited for both (one batch is read ahead at most).
 func (s *streamReader) read(ctx context.Context, topic, after string, hand handOff, out chan<- *message.Message) {
 	defer s.readers.Done()
 	defer close(out)
 	ctx, cancel := untilClosed(ctx, s.closing)
 	defer cancel()
+	batches := make(chan []*message.Message, 1)
+	go s.fetch(ctx, topic, after, batches)
+	for msgs := range batches {
+		if hand(ctx, msgs, out) < len(msgs) {
+			// ctx ended: fetch stops and closes batches.
+			cancel()
+			for range batches {
+			}
+			return
+		}
+	}
+}
+
+// fetch reads topic after the entry after, until ctx ends, and sends the
+// messages of each read to batches, which it closes when it returns.
+func (s *streamReader) fetch(ctx context.Context, topic, after string, batches chan<- []*message.Message) {
+	defer close(batches)
 	var (
 		delay retryDelay
-		// The lag is checked when the reader moved, at most every
-		// lagCheckEvery while it keeps up, and before every read while it
-		// is behind (its last read was full), which is when trimming can
-		// overtake it.
-		checked   = after
-		checkedAt time.Time
-		behind    bool
+		// moved: the last read returned entries. Each read after one that
+		// did checks the lag first, in the same round trip (see lagCheck):
+		// a reader that got nothing since its last check was at the end of
+		// the stream, where trimming cannot overtake it.
+		moved bool
 	)
 	for ctx.Err() == nil {
-		if after != checked && (behind || time.Since(checkedAt) >= lagCheckEvery) {
-			checked, checkedAt = after, time.Now()
-			s.checkLag(ctx, topic, after)
+		args := &redis.XReadArgs{Streams: []string{topic, after}, Count: s.count, Block: s.block}
+		var xread *redis.XStreamSliceCmd
+		if moved && s.metrics != nil {
+			pipe := s.client.Pipeline()
+			info := pipe.XInfoStream(ctx, topic)
+			xread = pipe.XRead(ctx, args)
+			_, _ = pipe.Exec(ctx) // each command has its own error
+			s.reportLag(topic, after, info)
+		} else {
+			xread = s.client.XRead(ctx, args)
 		}
-		streams, err := s.client.XRead(ctx, &redis.XReadArgs{Streams: []string{topic, after}, Count: s.count, Block: s.block}).Result()
+		streams, err := xread.Result()
+		moved = false
 		switch {
 		case errors.Is(err, redis.Nil):
 			continue
@@ -115,9 +142,8 @@ func (s *streamReader) read(ctx context.Context, topic, after string, hand handO
 		}
 		delay = 0
 		var msgs []*message.Message
-		read := 0
 		for _, xs := range streams {
-			read += len(xs.Messages)
+			moved = moved || len(xs.Messages) > 0
 			msgs = slices.Grow(msgs, len(xs.Messages))
 			for _, entry := range xs.Messages {
 				msg, err := unmarshalEntry(entry)
@@ -132,8 +158,12 @@ func (s *streamReader) read(ctx context.Context, topic, after string, hand handO
 				after = xs.Messages[n-1].ID
 			}
 		}
-		behind = s.count > 0 && int64(read) >= s.count
-		if hand(ctx, msgs, out) < len(msgs) {
+		if len(msgs) == 0 {
+			continue
+		}
+		select {
+		case batches <- msgs:
+		case <-ctx.Done():
 			return
 		}
 	}

@@ -151,6 +151,57 @@ func TestStreamReaderReportsTrimmingThatOvertookIt(t *testing.T) {
 	}
 }
 
+// TestStreamReaderReportsItsLag: a reader held by its consumer reports how far
+// (in entry id time) the newest entry is ahead of what it read, and nothing
+// once it has read everything.
+func TestStreamReaderReportsItsLag(t *testing.T) {
+	client := redisClient(t, harness.StartRedis(t).URL)
+	ctx := context.Background()
+	// Entries 1s, 3s and 6s after the epoch: the lag is in seconds of ids.
+	for _, id := range []string{"1000-0", "3000-0", "6000-0"} {
+		if err := client.XAdd(ctx, &redis.XAddArgs{Stream: "lag", ID: id, Values: []string{"payload", id}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metrics := NewMetrics(prometheus.NewRegistry())
+	reader := newStreamReader(client, metrics, slog.New(slog.DiscardHandler))
+	reader.fromStart, reader.count = true, 1
+	defer reader.Close()
+	ch, err := reader.Subscribe(ctx, "lag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lag := func() float64 { return testutil.ToFloat64(metrics.lagSeconds.WithLabelValues("lag")) }
+	waitLag := func(want float64) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); lag() != want; {
+			if time.Now().After(deadline) {
+				t.Fatalf("lag %v s, want %v s", lag(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var held *message.Message
+	select {
+	case held = <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing read")
+	}
+	// The reader has read up to 3000-0 ahead of its consumer, which holds
+	// 1000-0: before that read it was 3 s behind 6000-0.
+	waitLag(3)
+	held.Ack()
+	for range 2 {
+		select {
+		case m := <-ch:
+			m.Ack()
+		case <-time.After(5 * time.Second):
+			t.Fatal("the rest was not handed over")
+		}
+	}
+	waitLag(0)
+}
+
 // redisClient returns a client of its own for url (NewClient writes to its
 // options, so parallel tests must not share them), closed with the test.
 func redisClient(t *testing.T, url string) *redis.Client {
