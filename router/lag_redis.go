@@ -3,9 +3,14 @@ package router
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// lagCheckEvery is how often a reader that keeps up checks its lag; one that
+// is behind checks before each read.
+const lagCheckEvery = 250 * time.Millisecond
 
 // streamID is a Redis stream entry id, "<ms>-<seq>".
 type streamID struct{ ms, seq uint64 }

@@ -107,16 +107,20 @@ func (s *streamReader) fetch(ctx context.Context, topic, after string, batches c
 	defer close(batches)
 	var (
 		delay retryDelay
-		// moved: the last read returned entries. Each read after one that
-		// did checks the lag first, in the same round trip (see lagCheck):
-		// a reader that got nothing since its last check was at the end of
-		// the stream, where trimming cannot overtake it.
-		moved bool
+		// The lag is checked, in the same round trip as the read, when the
+		// reader moved since the last check and either it is behind (its
+		// last read was full), which is when trimming can overtake it, or
+		// lagCheckEvery has passed (also after waiting for the consumer).
+		// A reader that got nothing since was at the end of the stream.
+		checked   = after
+		checkedAt time.Time
+		behind    bool
 	)
 	for ctx.Err() == nil {
 		args := &redis.XReadArgs{Streams: []string{topic, after}, Count: s.count, Block: s.block}
 		var xread *redis.XStreamSliceCmd
-		if moved && s.metrics != nil {
+		if s.metrics != nil && after != checked && (behind || time.Since(checkedAt) >= lagCheckEvery) {
+			checked, checkedAt = after, time.Now()
 			pipe := s.client.Pipeline()
 			info := pipe.XInfoStream(ctx, topic)
 			xread = pipe.XRead(ctx, args)
@@ -126,7 +130,6 @@ func (s *streamReader) fetch(ctx context.Context, topic, after string, batches c
 			xread = s.client.XRead(ctx, args)
 		}
 		streams, err := xread.Result()
-		moved = false
 		switch {
 		case errors.Is(err, redis.Nil):
 			continue
@@ -142,8 +145,9 @@ func (s *streamReader) fetch(ctx context.Context, topic, after string, batches c
 		}
 		delay = 0
 		var msgs []*message.Message
+		read := 0
 		for _, xs := range streams {
-			moved = moved || len(xs.Messages) > 0
+			read += len(xs.Messages)
 			msgs = slices.Grow(msgs, len(xs.Messages))
 			for _, entry := range xs.Messages {
 				msg, err := unmarshalEntry(entry)
@@ -158,6 +162,7 @@ func (s *streamReader) fetch(ctx context.Context, topic, after string, batches c
 				after = xs.Messages[n-1].ID
 			}
 		}
+		behind = s.count > 0 && int64(read) >= s.count
 		if len(msgs) == 0 {
 			continue
 		}
