@@ -1,11 +1,13 @@
 package main
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,12 @@ const requestTimeout = 30 * time.Second
 // publisher sends the messages of a scenario through the REST API, workers
 // requests at a time over keep-alive connections. Worker w sends to
 // bases[w mod len(bases)], so several instances share the load evenly.
+//
+// Each worker has one connection of its own (restConn), not net/http's
+// client: its Transport runs a read and a write goroutine per connection and
+// hands each request between three goroutines, which cost the generator
+// about as much CPU per request as the server spends answering it, on the
+// cores the servers use.
 type publisher struct {
 	bases   []string
 	apiKey  string
@@ -61,17 +69,6 @@ func (p *publisher) method() string {
 // run sends messages 0..total-1 and returns when all were answered or ctx
 // ended.
 func (p *publisher) run(ctx context.Context, total int) sendResult {
-	hc := &http.Client{
-		Timeout: requestTimeout,
-		Transport: &http.Transport{
-			Proxy:               nil,
-			MaxIdleConnsPerHost: p.workers,
-			MaxConnsPerHost:     p.workers,
-			DisableCompression:  true,
-		},
-	}
-	defer hc.CloseIdleConnections()
-
 	chunk, path := 1, p.path
 	if p.batch > 0 {
 		chunk, path = p.batch, "/api/batch"
@@ -90,10 +87,15 @@ func (p *publisher) run(ctx context.Context, total int) sendResult {
 		mu.Unlock()
 	}
 	for w := range min(p.workers, chunks) {
-		base := p.bases[w%len(p.bases)]
+		conn, err := newRESTConn(p.bases[w%len(p.bases)], p.apiKey)
+		if err != nil {
+			fail(err.Error())
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer conn.close()
 			var body []byte
 			for {
 				k := int(next.Add(1) - 1)
@@ -124,7 +126,7 @@ func (p *publisher) run(ctx context.Context, total int) sendResult {
 					body = p.item(body, int64(lo), t)
 				}
 				requests.Add(1)
-				if err := p.post(ctx, hc, base+path, path, body); err != nil {
+				if err := conn.post(ctx, path, body); err != nil {
 					fail(err.Error())
 					continue
 				}
@@ -145,24 +147,75 @@ func (p *publisher) run(ctx context.Context, total int) sendResult {
 	return res
 }
 
-// post sends body to url; path names it in errors.
-func (p *publisher) post(ctx context.Context, hc *http.Client, url, path string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
+// restConn is a keep-alive HTTP/1.1 connection to one server, used by one
+// worker: it writes each request from a header prepared once and reads the
+// answer with net/http's parser. After an error the connection is closed
+// and the next request dials again.
+type restConn struct {
+	addr   string
+	header []byte // "POST " is followed by the path, then header
+	conn   net.Conn
+	br     *bufio.Reader
+	buf    []byte
+}
+
+// newRESTConn returns the connection of base ("http://host:port") that
+// sends apiKey.
+func newRESTConn(base, apiKey string) (*restConn, error) {
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return nil, fmt.Errorf("publisher: %q is not an http://host:port address", base)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-API-Key", p.apiKey)
-	resp, err := hc.Do(req)
+	header := " HTTP/1.1\r\nHost: " + u.Host + "\r\nContent-Type: application/json\r\nX-API-Key: " + apiKey +
+		"\r\nContent-Length: "
+	return &restConn{addr: u.Host, header: []byte(header)}, nil
+}
+
+// post sends body to path and fails unless the answer is 2xx.
+func (c *restConn) post(ctx context.Context, path string, body []byte) error {
+	if c.conn == nil {
+		d := net.Dialer{Timeout: requestTimeout}
+		conn, err := d.DialContext(ctx, "tcp", c.addr)
+		if err != nil {
+			return fmt.Errorf("POST %s: %s", path, errorClass(err))
+		}
+		c.conn, c.br = conn, bufio.NewReaderSize(conn, 4<<10)
+	}
+	// The request ends at its deadline, or at once when ctx ends.
+	_ = c.conn.SetDeadline(time.Now().Add(requestTimeout))
+	conn := c.conn
+	defer context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })()
+	c.buf = append(append(append(c.buf[:0], "POST "...), path...), c.header...)
+	c.buf = append(strconv.AppendInt(c.buf, int64(len(body)), 10), "\r\n\r\n"...)
+	c.buf = append(c.buf, body...)
+	if _, err := c.conn.Write(c.buf); err != nil {
+		c.close()
+		return fmt.Errorf("POST %s: %s", path, errorClass(err))
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		c.close()
+		return fmt.Errorf("POST %s: %s", path, errorClass(err))
+	}
+	answer, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || resp.Close {
+		c.close()
+	}
 	if err != nil {
 		return fmt.Errorf("POST %s: %s", path, errorClass(err))
 	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("POST %s: HTTP %d %s", path, resp.StatusCode, abbreviate(answer))
 	}
 	return nil
+}
+
+func (c *restConn) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn, c.br = nil, nil
+	}
 }
 
 // broadcastItem is the body of broadcast seq: {"event":…,"data":{"t":…,"seq":…}}.
