@@ -38,8 +38,8 @@ func (a streamID) less(b streamID) bool { return a.ms < b.ms || (a.ms == b.ms &&
 // yet.
 func (s *streamReader) reportLag(topic, after string, cmd *redis.XInfoStreamCmd) {
 	info, err := cmd.Result()
-	if err != nil {
-		return // no stream yet, or Redis away: nothing to say
+	if err != nil || info == nil {
+		return // no stream yet, or Redis away (left unanswered): nothing to say
 	}
 	read, ok := parseStreamID(after)
 	if !ok {

@@ -124,7 +124,12 @@ func (s *streamReader) fetch(ctx context.Context, topic, after string, batches c
 			pipe := s.client.Pipeline()
 			info := pipe.XInfoStream(ctx, topic)
 			xread = pipe.XRead(ctx, args)
-			_, _ = pipe.Exec(ctx) // each command has its own error
+			if _, err := pipe.Exec(ctx); err != nil && xread.Err() == nil && xread.Val() == nil {
+				// The read was not answered (no connection, or the
+				// pipeline broke before it): go-redis leaves the
+				// command's own error unset.
+				xread.SetErr(err)
+			}
 			s.reportLag(topic, after, info)
 		} else {
 			xread = s.client.XRead(ctx, args)
