@@ -81,3 +81,25 @@ func TestBroadcastWithoutRoomReachesEveryone(t *testing.T) {
 		d.AssertNoEvent(name, "announcement", within) // exactly once
 	}
 }
+
+// TestDeliveryLatencyCountsOnlyWhatWasDeliveredHere proves that
+// socket_delivery_latency_seconds measures deliveries: envelopes for users
+// with no socket on the instance are not counted.
+func TestDeliveryLatencyCountsOnlyWhatWasDeliveredHere(t *testing.T) {
+	t.Parallel()
+	s := harness.StartServer(t, harness.DefaultEnv())
+	d := harness.NewDriver(t)
+	connect(t, d, s, harness.Modes[0], "here", harness.UserToken(t, s.JWTSecret(), "latency-here", nil))
+	for _, user := range []string{"latency-away", "latency-away", "latency-away", "latency-here"} {
+		status, body := s.Do("POST", "/api/message", map[string]any{"userId": user, "event": "n", "data": user}, nil)
+		if status != 202 {
+			t.Fatalf("POST /api/message: %d %s, want 202", status, body)
+		}
+	}
+	// The outbound topic is handled in order: once the last message arrived,
+	// the three before it were handled.
+	expectData(t, d.WaitEvent("here", "n", wait), "latency-here")
+	if n := sampleOf(t, s, "socket_delivery_latency_seconds_count"); n != 1 {
+		t.Errorf("socket_delivery_latency_seconds_count = %v, want 1 (three envelopes reached no socket here)", n)
+	}
+}
