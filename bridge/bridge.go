@@ -136,6 +136,8 @@ type Bridge struct {
 	registry *registry
 	queue    chan queued
 	draining atomic.Bool
+	// poller watches the idle WebSockets; nil without epoll.
+	poller *wsPoller
 	// inflight counts the envelopes queued or being delivered; delivering
 	// is held by whoever delivers, so that deliveries keep their order.
 	inflight   atomic.Int64
@@ -186,11 +188,18 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 	opts.SetPingTimeout(cfg.PingTimeout)
 	opts.SetMaxHttpBufferSize(cfg.MaxPayloadBytes)
 	opts.SetCors(&types.Cors{Origin: corsOrigin(cfg.CORSOrigin), Credentials: cfg.CORSOrigin != "*"})
+	// Without a poller (no epoll) each WebSocket keeps a reader waiting.
+	poller, err := newWSPoller()
+	if err != nil {
+		b.log.Info("idle WebSockets keep a reader goroutine each", "reason", err)
+	}
+	b.poller = poller
 	opts.SetTransports(types.NewSet[transports.TransportCtor](&transports.PollingBuilder{}, &wsTransportCtor{limits: &wsLimits{
 		maxQueueBytes:  cfg.SocketQueueMaxBytes,
 		writeTimeout:   cfg.WriteTimeout,
 		onSlowConsumer: b.onSlowConsumer,
 		maxPayload:     cfg.MaxPayloadBytes,
+		poller:         poller,
 	}}))
 	if cfg.RecoveryWindow > 0 && cfg.Log != nil && cfg.Sessions != nil {
 		b.sessions = newSessions(cfg.Sessions, cfg.SessionPrefix, cfg.RecoveryWindow, b.log)
@@ -203,6 +212,9 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 	b.io = socket.NewServer(nil, opts)
 	b.io.Use(b.authenticate)
 	if err := b.io.On("connection", b.onConnection); err != nil {
+		if poller != nil {
+			poller.close()
+		}
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	b.handler = releaseAfterHijack(b.io.ServeHandler(opts))
@@ -252,6 +264,9 @@ func (b *Bridge) Close() {
 	done := make(chan struct{})
 	b.io.Close(func(error) { close(done) })
 	<-done
+	if b.poller != nil {
+		b.poller.close() // after the sockets it watched
+	}
 	b.stop()
 	b.recoveries.Wait()
 }

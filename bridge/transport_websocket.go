@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,6 +80,9 @@ type wsLimits struct {
 	// readBuffers are the read buffers (*wsReadBuffer) sockets take while
 	// data arrives.
 	readBuffers sync.Pool
+	// poller watches idle sockets (transport_websocket_poll_linux.go); nil:
+	// each socket keeps a reader waiting.
+	poller *wsPoller
 }
 
 // wsTransportCtor registers wsTransport with the engine in place of the
@@ -107,6 +111,17 @@ type wsTransport struct {
 	// without blocking; nil when the connection has none (TLS).
 	raw syscall.RawConn
 	rd  wsReader
+	// poll is the poller that watches this socket while it is idle; nil
+	// when a reader waits instead (no poller, or no file descriptor
+	// access). pollID is its registration, readMu is held by the reader.
+	poll   *wsPoller
+	pollID uint64
+	readMu sync.Mutex
+	// lastRead (Unix ns) is when the socket last had data; idleTimer
+	// closes a watched socket silent for idleTimeout (a waiting reader
+	// has a read deadline instead).
+	lastRead  atomic.Int64
+	idleTimer *time.Timer
 
 	mu      sync.Mutex
 	pending []wsFrame // frames waiting for the writer, in order
@@ -125,6 +140,9 @@ func (t *wsTransport) Construct(ctx *types.HttpContext) {
 	if sc, ok := t.netConn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			t.raw = raw
+			if t.poll = t.limits.poller; t.poll != nil {
+				t.pollID = t.poll.newID()
+			}
 		}
 	}
 
@@ -347,6 +365,7 @@ func (t *wsTransport) closeConn() {
 	t.mu.Lock()
 	t.closed = true
 	t.mu.Unlock()
+	t.unwatch()
 	_ = t.conn.Close()
 }
 
@@ -364,6 +383,7 @@ func (t *wsTransport) OnClose() {
 	t.mu.Lock()
 	t.closed, t.pending, t.queued = true, nil, 0
 	t.mu.Unlock()
+	t.unwatch()
 	t.Transport.OnClose()
 }
 

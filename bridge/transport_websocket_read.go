@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -17,19 +18,23 @@ import (
 )
 
 // The WebSocket read path. gorilla's reader (which the library's upgrader
-// still creates) keeps a read buffer per connection, and the goroutine
-// blocked in it keeps the stack it grew while handling earlier messages (the
-// handshake's authentication, a client event): a goroutine's stack only
-// shrinks at a garbage collection, and an idle server collects none. Here:
+// still creates) keeps a read buffer per connection and a goroutine blocked
+// in it. Here:
 //   - bytes are read only once the socket is readable, into a buffer taken
 //     from a pool for the read and given back as soon as no partial frame is
 //     left: an idle socket holds no read buffer;
-//   - the goroutine that waits for the next frame has handled nothing: a
-//     reader that has handled messages and would have to wait starts a new
-//     reader and ends, so an idle socket's one goroutine has the smallest
-//     stack. Under traffic the same reader goes on while data is there.
-// Connections without file descriptor access (TLS) read with a blocking
-// read into a held buffer, on one goroutine.
+//   - an idle socket holds no goroutine either: the server's poller
+//     (transport_websocket_poll_linux.go) watches it and starts a reader
+//     when it is readable; the reader handles what is there, and under
+//     traffic goes on while data keeps coming, then hands the socket back
+//     to the poller and ends.
+// Without a poller (it needs epoll), a socket keeps one reader waiting; the
+// goroutine that waits has handled nothing (a reader that has handled
+// messages and would have to wait starts a new reader and ends), so that it
+// has the smallest stack: a goroutine's stack only shrinks at a garbage
+// collection, and an idle server collects none. Connections without file
+// descriptor access (TLS) read with a blocking read into a held buffer, on
+// one goroutine.
 
 // wsReadBufferSize is the size of the pooled read buffers; a frame that does
 // not fit gets a buffer of its own.
@@ -73,8 +78,84 @@ type wsProtocolError struct {
 
 func (e *wsProtocolError) Error() string { return "websocket: " + e.text }
 
-// read is the connection's first reader.
-func (t *wsTransport) read() { t.readFrames(true) }
+// read starts the read path: the socket is handed to the poller, or read by
+// a reader that waits.
+func (t *wsTransport) read() {
+	if t.poll == nil {
+		t.readFrames(true)
+		return
+	}
+	t.lastRead.Store(time.Now().UnixNano())
+	if t.idleTimeout > 0 {
+		t.mu.Lock()
+		if !t.closed {
+			t.idleTimer = time.AfterFunc(t.idleTimeout, t.checkIdle)
+		}
+		t.mu.Unlock()
+	}
+	if err := t.poll.add(t); err != nil {
+		t.readMu.Lock()
+		defer t.readMu.Unlock()
+		t.endRead(err)
+	}
+}
+
+// readReady is started by the poller when the socket is readable: it reads
+// and handles frames until the socket has nothing more, then asks the
+// poller to report it again (at once if data came meanwhile), or ends the
+// read path. The poller reports a socket once per registration, so one
+// reader runs at a time; readMu orders each reader after the last.
+func (t *wsTransport) readReady() {
+	t.readMu.Lock()
+	defer t.readMu.Unlock()
+	for {
+		err := t.fill(false)
+		if err == errWouldBlock {
+			if err = t.poll.rearm(t); err == nil {
+				return
+			}
+		}
+		if err == nil {
+			_, err = t.handleFrames()
+		}
+		if err != nil {
+			t.endRead(err)
+			return
+		}
+	}
+}
+
+// checkIdle is the idle timer of a watched socket: it closes the connection
+// when nothing came for the idle timeout, and waits for the rest otherwise.
+func (t *wsTransport) checkIdle() {
+	left := t.idleTimeout - time.Since(time.Unix(0, t.lastRead.Load()))
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	if left > 0 {
+		t.idleTimer.Reset(left)
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	t.OnError("websocket error", fmt.Errorf("websocket: nothing read for %s: %w", t.idleTimeout, os.ErrDeadlineExceeded))
+	t.closeConn()
+}
+
+// unwatch takes a closing socket from the poller.
+func (t *wsTransport) unwatch() {
+	if t.poll == nil {
+		return
+	}
+	t.mu.Lock()
+	if t.idleTimer != nil {
+		t.idleTimer.Stop()
+	}
+	t.mu.Unlock()
+	t.poll.remove(t)
+}
 
 // readFrames reads and handles client frames until the connection ends.
 // fresh says this goroutine has handled nothing yet, so it may wait.
@@ -121,8 +202,13 @@ func (t *wsTransport) fill(wait bool) error {
 		return err
 	}
 	// Every read renews the idle timeout (also one that does not wait: a
-	// deadline that passed fails any read, even of data already there).
-	t.setIdleDeadline()
+	// deadline that passed fails any read, even of data already there). A
+	// watched socket has a timer instead, which a read moves on.
+	if t.poll != nil {
+		t.lastRead.Store(time.Now().UnixNano())
+	} else {
+		t.setIdleDeadline()
+	}
 	r.wait, r.n, r.err = wait, 0, nil
 	if err := t.raw.Read(r.readFD); err != nil {
 		return err // the idle timeout, or the connection is closed
