@@ -319,8 +319,13 @@ func (b *Bridge) authenticate(s *socket.Socket, next func(*socket.ExtendedError)
 	}
 	s.SetData(claims)
 	// The handshake is kept for the socket's life; the token is not needed
-	// once verified (and is a credential better not held).
-	delete(s.Handshake().Auth, "token")
+	// once verified (and is a credential better not held), nor is the map
+	// that held only it (a few hundred bytes per connection).
+	if h := s.Handshake(); h != nil {
+		if delete(h.Auth, "token"); len(h.Auth) == 0 {
+			h.Auth = nil
+		}
+	}
 	// The library sends the client its CONNECT packet before it runs the
 	// "connection" handlers, so a client may act (and a backend push to it)
 	// before onConnection. The socket is therefore registered here, before

@@ -22,7 +22,9 @@ type registry struct {
 }
 
 type userEntry struct {
-	sockets map[socket.SocketId]*socket.Socket
+	// sockets is a slice: most users have one or a few sockets, and a map
+	// per user is several times larger than a one-socket slice.
+	sockets []*socket.Socket
 	// limiter is the user's token bucket, shared by all of its sockets.
 	limiter *rate.Limiter
 }
@@ -36,13 +38,16 @@ func (r *registry) add(user string, s *socket.Socket) {
 	defer r.mu.Unlock()
 	e := r.users[user]
 	if e == nil {
-		e = &userEntry{sockets: map[socket.SocketId]*socket.Socket{}}
+		e = &userEntry{}
 		if r.newLimiter != nil {
 			e.limiter = r.newLimiter()
 		}
 		r.users[user] = e
 	}
-	e.sockets[s.Id()] = s
+	if slices.Contains(e.sockets, s) {
+		return
+	}
+	e.sockets = append(e.sockets, s)
 	r.count++
 }
 
@@ -53,10 +58,13 @@ func (r *registry) remove(user string, id socket.SocketId) {
 	if e == nil {
 		return
 	}
-	if _, found := e.sockets[id]; !found {
+	i := slices.IndexFunc(e.sockets, func(s *socket.Socket) bool { return s.Id() == id })
+	if i < 0 {
 		return
 	}
-	delete(e.sockets, id)
+	last := len(e.sockets) - 1
+	e.sockets[i], e.sockets[last] = e.sockets[last], nil
+	e.sockets = e.sockets[:last]
 	r.count--
 	if len(e.sockets) == 0 {
 		delete(r.users, user)
@@ -92,9 +100,7 @@ func (r *registry) appendUser(out []*socket.Socket, user string) []*socket.Socke
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if e := r.users[user]; e != nil {
-		for _, s := range e.sockets {
-			out = append(out, s)
-		}
+		out = append(out, e.sockets...)
 	}
 	return out
 }
@@ -105,9 +111,7 @@ func (r *registry) appendAll(out []*socket.Socket) []*socket.Socket {
 	defer r.mu.RUnlock()
 	out = slices.Grow(out, r.count)
 	for _, e := range r.users {
-		for _, s := range e.sockets {
-			out = append(out, s)
-		}
+		out = append(out, e.sockets...)
 	}
 	return out
 }
