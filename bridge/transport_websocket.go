@@ -146,6 +146,10 @@ func (t *wsTransport) Construct(ctx *types.HttpContext) {
 		}
 	}
 
+	// The upgrade's response is written: its headers (the CORS ones) are
+	// not needed for the connection's life, and the context keeps them.
+	ctx.ResponseHeaders().Replace(map[string][]string{})
+
 	t.rd.readFD = t.readFD
 	_ = t.conn.Once("close", func(...any) { t.OnClose() })
 
