@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	ws "github.com/gorilla/websocket"
+	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/parsers/engine/v3/parser"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 	"golang.org/x/sys/unix"
 )
@@ -405,11 +407,21 @@ func (t *wsTransport) handleFrame(op int, fin bool, payload []byte) error {
 	return nil
 }
 
-// deliver hands a message to the engine.
+// deliver hands a message to the engine. A text message of Engine.IO v4 is
+// its packet type's character and the packet's data: it is decoded here, as
+// the parser would, without the parser's copy of the data into a buffer of
+// at least 512 bytes (a heartbeat answer is one byte). Anything else goes
+// through the parser.
 func (t *wsTransport) deliver(op int, data []byte) {
 	if op == ws.BinaryMessage {
 		t.OnData(types.NewBytesBuffer(data))
 		return
+	}
+	if len(data) > 0 && t.Parser() == parser.Parserv4() {
+		if typ, ok := parser.PACKET_TYPES_REVERSE[data[0]]; ok {
+			t.OnPacket(&packet.Packet{Type: typ, Data: types.NewStringBuffer(data[1:])})
+			return
+		}
 	}
 	t.OnData(types.NewStringBuffer(data))
 }

@@ -18,6 +18,7 @@ import (
 	ws "github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/parsers/engine/v3/parser"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 
@@ -470,3 +471,36 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 type nopPublisher struct{}
 
 func (nopPublisher) Publish(context.Context, string, ...*schemas.Envelope) error { return nil }
+
+func TestTextPacketsAreDecodedAsTheParserDecodesThem(t *testing.T) {
+	for _, in := range []string{"4hello", "3", "2probe", "40{\"token\":\"x\"}", "6", "1", "bYWJj", "9unknown", "4"} {
+		t.Run(in, func(t *testing.T) {
+			tr, e := bareTransport(t, &wsLimits{})
+			if tr.Parser() != parser.Parserv4() {
+				t.Fatal("the transport's parser is not Engine.IO v4's")
+			}
+			want, _ := tr.Parser().DecodePacket(types.NewStringBuffer([]byte(in)))
+			tr.deliver(ws.TextMessage, []byte(in))
+			select {
+			case got := <-e.packets:
+				if got.Type != want.Type {
+					t.Fatalf("packet type %q, the parser's %q", got.Type, want.Type)
+				}
+				gotData, wantData := readAll(got.Data), readAll(want.Data)
+				if gotData != wantData {
+					t.Fatalf("packet data %q, the parser's %q", gotData, wantData)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no packet")
+			}
+		})
+	}
+}
+
+func readAll(r io.Reader) string {
+	if r == nil {
+		return ""
+	}
+	b, _ := io.ReadAll(r)
+	return string(b)
+}
