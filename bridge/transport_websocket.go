@@ -249,6 +249,14 @@ func (t *wsTransport) enqueueFront(f wsFrame) {
 		t.mu.Unlock()
 		return
 	}
+	if !t.writing && len(t.pending) == 0 {
+		// Nothing to go ahead of (the heartbeat of an idle socket): written
+		// at once if the kernel takes it, like any frame to an idle socket,
+		// rather than by a writer goroutine with a write deadline.
+		t.mu.Unlock()
+		t.enqueue(f)
+		return
+	}
 	t.pending = append(t.pending, nil)
 	copy(t.pending[1:], t.pending)
 	t.pending[0] = f

@@ -34,6 +34,8 @@ type wsPoller struct {
 	ids   atomic.Uint64           // the last registration id given
 
 	done chan struct{} // closed when the poller's goroutine has ended
+
+	ctls sync.Pool // *epollCtl
 }
 
 // wsPollEvents are the events a socket is watched for: readable, or the peer
@@ -137,14 +139,17 @@ func (p *wsPoller) remove(t *wsTransport) {
 // owners' reference (RawConn.Control), so neither can be closed, and its
 // number reused, during the call; a closed socket fails with net.ErrClosed.
 func (p *wsPoller) ctl(t *wsTransport, op int) error {
+	c, _ := p.ctls.Get().(*epollCtl)
+	if c == nil {
+		c = &epollCtl{}
+		c.onSocket, c.onPoller = c.socket, c.poller
+	}
 	id := t.pollID
-	ev := unix.EpollEvent{Events: wsPollEvents, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
-	var perr, cerr error
-	err := t.raw.Control(func(fd uintptr) {
-		perr = p.raw.Control(func(epfd uintptr) {
-			cerr = unix.EpollCtl(int(epfd), op, int(fd), &ev)
-		})
-	})
+	c.p, c.op, c.ev = p, op, unix.EpollEvent{Events: wsPollEvents, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	err := t.raw.Control(c.onSocket)
+	perr, cerr := c.perr, c.cerr
+	*c = epollCtl{onSocket: c.onSocket, onPoller: c.onPoller}
+	p.ctls.Put(c)
 	switch {
 	case err != nil:
 		return err // the socket is closed
@@ -154,4 +159,26 @@ func (p *wsPoller) ctl(t *wsTransport, op int) error {
 		return os.NewSyscallError("epoll_ctl", cerr)
 	}
 	return nil
+}
+
+// epollCtl is one epoll_ctl call, with its callbacks bound once: a socket
+// is re-armed at every wake-up, and closures made per call would be garbage
+// each time.
+type epollCtl struct {
+	p          *wsPoller
+	op         int
+	fd         uintptr
+	ev         unix.EpollEvent
+	perr, cerr error
+
+	onSocket, onPoller func(uintptr)
+}
+
+func (c *epollCtl) socket(fd uintptr) {
+	c.fd = fd
+	c.perr = c.p.raw.Control(c.onPoller)
+}
+
+func (c *epollCtl) poller(epfd uintptr) {
+	c.cerr = unix.EpollCtl(int(epfd), c.op, int(c.fd), &c.ev)
 }

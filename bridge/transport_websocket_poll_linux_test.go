@@ -78,8 +78,11 @@ func TestClosingThePollerEndsItsGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := goroutinesIn(run); n != 1 {
-		t.Fatalf("%d poller goroutines, want 1", n)
+	for deadline := time.Now().Add(10 * time.Second); goroutinesIn(run) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d poller goroutines, want 1", goroutinesIn(run))
+		}
+		time.Sleep(time.Millisecond)
 	}
 	closed := make(chan struct{})
 	go func() { p.close(); close(closed) }()
@@ -106,5 +109,20 @@ func TestClosingTheBridgeClosesItsPoller(t *testing.T) {
 	case <-b.poller.done:
 	default:
 		t.Fatal("the poller runs after Close")
+	}
+}
+
+func TestRearmingAWatchedSocketAllocatesNothing(t *testing.T) {
+	if raceBuild {
+		t.Skip("the race detector makes sync.Pool drop what is put back")
+	}
+	p := testPoller(t)
+	tr, _, _ := upgradedTransport(t, &wsLimits{poller: p, maxQueueBytes: 1 << 20, writeTimeout: 5 * time.Second}, 0)
+	waitForNo(t, readers, "a reader is left on an idle socket")
+	if err := p.rearm(tr); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = p.rearm(tr) }); n > 0 {
+		t.Fatalf("a re-arm allocates %.1f times, want none", n)
 	}
 }

@@ -51,23 +51,33 @@ func rawTransport(t *testing.T, conn *net.TCPConn) *wsTransport {
 }
 
 func TestIdleSocketIsWrittenByTheCaller(t *testing.T) {
-	server, client := tcpPair(t)
-	tr := rawTransport(t, server)
-	f := newTextFrame([]byte(`42["hello"]`))
-	tr.enqueue(f)
-	tr.mu.Lock()
-	writing, queued := tr.writing, tr.queued
-	tr.mu.Unlock()
-	if writing || queued != 0 {
-		t.Fatalf("after a frame to an idle socket: writer running %v, %d bytes queued; want it written at once", writing, queued)
-	}
-	got := make([]byte, len(f))
-	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(client, got); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, f) {
-		t.Fatalf("read %q, want %q", got, f)
+	for _, tc := range []struct {
+		name    string
+		enqueue func(*wsTransport, wsFrame)
+	}{
+		{"a frame", func(tr *wsTransport, f wsFrame) { tr.enqueue(f) }},
+		{"a heartbeat", (*wsTransport).enqueueFront},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, client := tcpPair(t)
+			tr := rawTransport(t, server)
+			f := newTextFrame([]byte(`42["hello"]`))
+			tc.enqueue(tr, f)
+			tr.mu.Lock()
+			writing, queued := tr.writing, tr.queued
+			tr.mu.Unlock()
+			if writing || queued != 0 {
+				t.Fatalf("after %s to an idle socket: writer running %v, %d bytes queued; want it written at once", tc.name, writing, queued)
+			}
+			got := make([]byte, len(f))
+			_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(client, got); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, f) {
+				t.Fatalf("read %q, want %q", got, f)
+			}
+		})
 	}
 }
 
