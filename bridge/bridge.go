@@ -199,6 +199,7 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 		writeTimeout:   cfg.WriteTimeout,
 		onSlowConsumer: b.onSlowConsumer,
 		maxPayload:     cfg.MaxPayloadBytes,
+		heartbeat:      cfg.PingInterval + cfg.PingTimeout,
 		poller:         poller,
 	}}))
 	if cfg.RecoveryWindow > 0 && cfg.Log != nil && cfg.Sessions != nil {

@@ -77,6 +77,10 @@ type wsLimits struct {
 	onSlowConsumer func(sid string, queued int)
 	// maxPayload bounds one message from a client; 0 is no bound.
 	maxPayload int64
+	// heartbeat is the longest a client may stay silent before the
+	// engine's heartbeat closes it (ping interval + ping timeout); 0:
+	// unknown.
+	heartbeat time.Duration
 	// readBuffers are the read buffers (*wsReadBuffer) sockets take while
 	// data arrives.
 	readBuffers sync.Pool
@@ -118,8 +122,9 @@ type wsTransport struct {
 	pollID uint64
 	readMu sync.Mutex
 	// lastRead (Unix ns) is when the socket last had data; idleTimer
-	// closes a watched socket silent for idleTimeout (a waiting reader
-	// has a read deadline instead).
+	// closes a watched socket silent for idleTimeout, when the engine's
+	// heartbeat would not close it first (a waiting reader has a read
+	// deadline instead).
 	lastRead  atomic.Int64
 	idleTimer *time.Timer
 

@@ -126,3 +126,39 @@ func TestRearmingAWatchedSocketAllocatesNothing(t *testing.T) {
 		t.Fatalf("a re-arm allocates %.1f times, want none", n)
 	}
 }
+
+func TestWatchedSocketHasAnIdleTimerOnlyWhenTheHeartbeatWouldNotCloseItFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		heartbeat, idle time.Duration
+		want            bool
+	}{
+		{"idle timeout beyond the heartbeat", time.Second, 5 * time.Second, false},
+		{"idle timeout within the heartbeat", 10 * time.Second, time.Second, true},
+		{"heartbeat unknown", 0, 5 * time.Second, true},
+		{"no idle timeout", time.Second, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			limits := &wsLimits{poller: testPoller(t), heartbeat: tc.heartbeat, maxQueueBytes: 1 << 20, writeTimeout: 5 * time.Second}
+			tr, _, _ := upgradedTransport(t, limits, tc.idle)
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				limits.poller.mu.Lock()
+				_, watched := limits.poller.conns[tr.pollID]
+				limits.poller.mu.Unlock()
+				if watched {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the socket was not handed to the poller")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			tr.mu.Lock()
+			has := tr.idleTimer != nil
+			tr.mu.Unlock()
+			if has != tc.want {
+				t.Fatalf("idle timer %v, want %v", has, tc.want)
+			}
+		})
+	}
+}

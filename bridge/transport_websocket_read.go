@@ -88,7 +88,10 @@ func (t *wsTransport) read() {
 		return
 	}
 	t.lastRead.Store(time.Now().UnixNano())
-	if t.idleTimeout > 0 {
+	// The engine's heartbeat closes a client silent for longer than a ping
+	// interval and a ping timeout; an idle timeout beyond that would never
+	// fire, and its timer is not kept.
+	if t.idleTimeout > 0 && (t.limits.heartbeat == 0 || t.idleTimeout < t.limits.heartbeat) {
 		t.mu.Lock()
 		if !t.closed {
 			t.idleTimer = time.AfterFunc(t.idleTimeout, t.checkIdle)
