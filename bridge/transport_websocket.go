@@ -107,8 +107,11 @@ func (*wsTransportCtor) UpgradesTo() []string  { return nil }
 type wsTransport struct {
 	transports.Transport
 
-	limits      *wsLimits
+	limits *wsLimits
+	// conn is gorilla's connection, from the upgrade, and ctx the upgrade's
+	// context, both until the read path starts (detachUpgrade); nil after.
 	conn        *types.WebSocketConn
+	ctx         *types.HttpContext
 	netConn     net.Conn
 	idleTimeout time.Duration
 	// raw is the connection's file descriptor access, for the writes tried
@@ -134,13 +137,15 @@ type wsTransport struct {
 	writing bool      // a writer goroutine is running
 	closing bool      // write what is pending, then close
 	closed  bool      // nothing more is accepted
+
+	onClosed atomic.Bool // OnClose has run
 }
 
 // Construct binds the transport to the upgraded connection in ctx.
 func (t *wsTransport) Construct(ctx *types.HttpContext) {
 	t.Transport.Construct(ctx)
 	t.idleTimeout = ctx.IdleTimeout
-	t.conn = ctx.Websocket
+	t.conn, t.ctx = ctx.Websocket, ctx
 	t.netConn = t.conn.NetConn()
 	if sc, ok := t.netConn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
@@ -377,13 +382,38 @@ func (t *wsTransport) beginClose() {
 	t.closeConn()
 }
 
-// closeConn closes the connection; the connection's close event runs OnClose.
+// closeConn closes the connection and runs OnClose (through gorilla's
+// connection's close event until the upgrade is detached).
 func (t *wsTransport) closeConn() {
 	t.mu.Lock()
 	t.closed = true
+	conn := t.conn
 	t.mu.Unlock()
 	t.unwatch()
-	_ = t.conn.Close()
+	if conn != nil {
+		_ = conn.Close()
+		return
+	}
+	_ = t.netConn.Close()
+	t.OnClose()
+}
+
+// detachUpgrade lets go of gorilla's connection once the engine is done with
+// it: when the read path starts, the engine has finished initializing the
+// transport (only a failed initialization closes the connection through
+// it). The transport reads and writes the socket itself, and gorilla's
+// connection with its buffers and handlers is most of a kilobyte per
+// connection.
+func (t *wsTransport) detachUpgrade() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || t.conn == nil {
+		return // closing through gorilla's connection
+	}
+	if t.ctx != nil && t.ctx.Websocket == t.conn {
+		t.ctx.Websocket = nil
+	}
+	t.conn, t.ctx = nil, nil
 }
 
 // DoClose is the engine closing the transport: queued frames (such as a
@@ -397,6 +427,9 @@ func (t *wsTransport) DoClose(fn types.Callable) {
 
 // OnClose marks the transport closed and tells the engine, once.
 func (t *wsTransport) OnClose() {
+	if !t.onClosed.CompareAndSwap(false, true) {
+		return
+	}
 	t.mu.Lock()
 	t.closed, t.pending, t.queued = true, nil, 0
 	t.mu.Unlock()

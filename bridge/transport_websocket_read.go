@@ -83,6 +83,7 @@ func (e *wsProtocolError) Error() string { return "websocket: " + e.text }
 // read starts the read path: the socket is handed to the poller, or read by
 // a reader that waits.
 func (t *wsTransport) read() {
+	t.detachUpgrade()
 	if t.poll == nil {
 		t.readFrames(true)
 		return

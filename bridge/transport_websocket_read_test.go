@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -503,4 +504,34 @@ func readAll(r io.Reader) string {
 	}
 	b, _ := io.ReadAll(r)
 	return string(b)
+}
+
+func TestTransportLetsGoOfGorillasConnectionAndStillClosesOnce(t *testing.T) {
+	inReadModes(t, func(t *testing.T, poller *wsPoller) {
+		tr, e, client := upgradedTransport(t, &wsLimits{poller: poller, maxQueueBytes: 1 << 20, writeTimeout: 5 * time.Second}, 0)
+		var closes atomic.Int32
+		_ = tr.On("close", func(...any) { closes.Add(1) })
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			tr.mu.Lock()
+			detached := tr.conn == nil && tr.ctx == nil
+			tr.mu.Unlock()
+			if detached {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the transport still holds gorilla's connection once reading")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		tr.closeConn()
+		tr.closeConn()
+		e.waitClosed(t, "the transport did not close")
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := client.ReadMessage(); err == nil || strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("the client's read after the close: %v, want the connection closed", err)
+		}
+		if n := closes.Load(); n != 1 {
+			t.Fatalf("close emitted %d times, want once", n)
+		}
+	})
 }
