@@ -535,3 +535,47 @@ func TestTransportLetsGoOfGorillasConnectionAndStillClosesOnce(t *testing.T) {
 		}
 	})
 }
+
+func TestConnectedSocketKeepsTheRequestButNotTheHandshakesCopiesOfIt(t *testing.T) {
+	const secret = "handshake-test-secret-handshake-t"
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "socket_errors_total"}, []string{"type"})
+	b, err := New(Config{Auth: AuthConfig{Secret: secret}, OutboundTopic: "out", InboundTopic: "in"},
+		nopPublisher{}, NewMetrics(prometheus.NewRegistry(), errs), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(b.Handler())
+	defer srv.Close()
+	defer b.Close()
+	c, _, err := ws.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/socket.io/?EIO=4&transport=websocket&app=x",
+		http.Header{"User-Agent": {"handshake-test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := c.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	token, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "hs-user", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
+	if err := c.WriteMessage(ws.TextMessage, []byte(`40{"token":"`+token+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, m, err := c.ReadMessage(); err != nil || !strings.HasPrefix(string(m), "40") {
+		t.Fatalf("connect answer: %q %v", m, err)
+	}
+	sockets := b.registry.sockets("hs-user")
+	if len(sockets) != 1 {
+		t.Fatalf("%d sockets of the user, want 1", len(sockets))
+	}
+	h, req := sockets[0].Handshake(), sockets[0].Request()
+	if h.Headers != nil || h.Query != nil || h.Auth != nil {
+		t.Errorf("the handshake keeps headers %v, query %v, auth %v; want none", h.Headers, h.Query, h.Auth)
+	}
+	if ua := req.Headers().Peek("User-Agent"); ua != "handshake-test" {
+		t.Errorf("the request's User-Agent is %q, want it kept", ua)
+	}
+	if app, _ := req.Query().Get("app"); app != "x" {
+		t.Errorf("the request's query app=%q, want it kept", app)
+	}
+}
