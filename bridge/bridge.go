@@ -318,7 +318,10 @@ func (b *Bridge) authenticate(s *socket.Socket, next func(*socket.ExtendedError)
 		next(socket.NewExtendedError(ErrSessionNotYours.Error(), nil))
 		return
 	}
-	s.SetData(claims)
+	// What the bridge reads of the token: its subject and rooms.
+	kept := &Claims{Rooms: claims.Rooms}
+	kept.Subject = claims.Subject
+	s.SetData(kept)
 	// The handshake is kept for the socket's life. The token is not needed
 	// once verified (and is a credential better not held), nor is the map
 	// that held only it. Its copies of the request's headers and query are

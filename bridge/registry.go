@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -25,8 +26,10 @@ type userEntry struct {
 	// sockets is a slice: most users have one or a few sockets, and a map
 	// per user is several times larger than a one-socket slice.
 	sockets []*socket.Socket
-	// limiter is the user's token bucket, shared by all of its sockets.
-	limiter *rate.Limiter
+	// limiter is the user's token bucket, shared by all of its sockets;
+	// made at the user's first event (a bucket starts full, so one made
+	// later is the same as one made at connect), idle users have none.
+	limiter atomic.Pointer[rate.Limiter]
 }
 
 func newRegistry(newLimiter func() *rate.Limiter) *registry {
@@ -39,9 +42,6 @@ func (r *registry) add(user string, s *socket.Socket) {
 	e := r.users[user]
 	if e == nil {
 		e = &userEntry{}
-		if r.newLimiter != nil {
-			e.limiter = r.newLimiter()
-		}
 		r.users[user] = e
 	}
 	if slices.Contains(e.sockets, s) {
@@ -84,10 +84,22 @@ func (r *registry) connections(user string) int {
 // allow takes one event from the user's budget and reports whether there was
 // one.
 func (r *registry) allow(user string) bool {
+	if r.newLimiter == nil {
+		return true
+	}
 	r.mu.RLock()
 	e := r.users[user]
 	r.mu.RUnlock()
-	return e == nil || e.limiter == nil || e.limiter.Allow()
+	if e == nil {
+		return true
+	}
+	l := e.limiter.Load()
+	if l == nil {
+		if l = r.newLimiter(); !e.limiter.CompareAndSwap(nil, l) {
+			l = e.limiter.Load()
+		}
+	}
+	return l.Allow()
 }
 
 // sockets returns a snapshot of the user's sockets.

@@ -29,3 +29,16 @@ func TestRegistryCountsEachSocketOnceAndForgetsAUserWithNone(t *testing.T) {
 		t.Fatalf("after removing u's sockets: %d connections, %d users, u has %d; want 1, 1, 0", conns, users, r.connections("u"))
 	}
 }
+
+func TestUsersEventBudgetIsSharedByItsSocketsAndStartsFull(t *testing.T) {
+	r := newRegistry(limiterFactory(0.001, 2))
+	r.add("u", &socket.Socket{})
+	r.add("u", &socket.Socket{})
+	got := []bool{r.allow("u"), r.allow("u"), r.allow("u")}
+	if !got[0] || !got[1] || got[2] {
+		t.Fatalf("a user's first three events with a burst of 2: %v, want true, true, false", got)
+	}
+	if !r.allow("unknown") {
+		t.Fatal("an event of a user with no socket here was refused")
+	}
+}
