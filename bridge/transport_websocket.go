@@ -398,8 +398,8 @@ func (t *wsTransport) closeConn() {
 	t.OnClose()
 }
 
-// detachUpgrade lets go of gorilla's connection once the engine is done with
-// it: when the read path starts, the engine has finished initializing the
+// detachUpgrade lets go of gorilla's connection (and of the upgrade's read
+// permission) once the engine is done with it: when the read path starts, the engine has finished initializing the
 // transport (only a failed initialization closes the connection through
 // it). The transport reads and writes the socket itself, and gorilla's
 // connection with its buffers and handlers is most of a kilobyte per
@@ -410,8 +410,13 @@ func (t *wsTransport) detachUpgrade() {
 	if t.closed || t.conn == nil {
 		return // closing through gorilla's connection
 	}
-	if t.ctx != nil && t.ctx.Websocket == t.conn {
-		t.ctx.Websocket = nil
+	if t.ctx != nil {
+		if t.ctx.Websocket == t.conn {
+			t.ctx.Websocket = nil
+		}
+		// The read permission was this transport's, and is used: the
+		// context would keep its channel for the connection's life.
+		t.ctx.SetTransportReadPermission(nil)
 	}
 	t.conn, t.ctx = nil, nil
 }
