@@ -268,7 +268,11 @@ func (s *Socket) Construct(nsp Namespace, client *Client, auth map[string]any, p
 // Builds the `handshake` BC object
 func (s *Socket) buildHandshake(auth map[string]any) *Handshake {
 	return &Handshake{
-		Headers: utils.MapValues(s.Request().Headers().All(), func(value []string) any {
+		// The request's own header map is read, not a copy of it (the
+		// headers bag wraps the same map): the values are shared with the
+		// request, as Node's handshake shares req.headers. (Patched by
+		// web3-socket; see third_party/README.md.)
+		Headers: utils.MapValues(s.Request().Request().Header, func(value []string) any {
 			return value
 		}),
 		Time:    time.Now().Format(time.RFC3339),
