@@ -10,6 +10,7 @@ import (
 
 	ws "github.com/gorilla/websocket"
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/parsers/engine/v3/parser"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 	"golang.org/x/sys/unix"
@@ -82,8 +83,10 @@ type wsLimits struct {
 	// unknown.
 	heartbeat time.Duration
 	// readBuffers are the read buffers (*wsReadBuffer) sockets take while
-	// data arrives.
+	// data arrives; tryWrites the state of writes tried without blocking
+	// (*wsTryWrite).
 	readBuffers sync.Pool
+	tryWrites   sync.Pool
 	// poller watches idle sockets (transport_websocket_poll_linux.go); nil:
 	// each socket keeps a reader waiting.
 	poller *wsPoller
@@ -180,16 +183,11 @@ func (t *wsTransport) HandlesUpgrades() bool { return true }
 func (t *wsTransport) Send(packets []*packet.Packet) {
 	frames := make([]wsFrame, 0, len(packets))
 	for _, p := range packets {
-		data, err := t.Parser().EncodePacket(p, t.SupportsBinary())
+		f, err := t.encodeFrame(p)
 		if err != nil {
 			t.OnError("websocket encode error", err)
 			return
 		}
-		opcode := ws.TextMessage
-		if _, isText := data.(*types.StringBuffer); !isText {
-			opcode = ws.BinaryMessage
-		}
-		f := newFrame(opcode, data.Bytes())
 		if p.Type == packet.PING {
 			// The heartbeat goes ahead of any backlog: a client that is
 			// reading gets its ping, and answers, without first reading
@@ -203,6 +201,35 @@ func (t *wsTransport) Send(packets []*packet.Packet) {
 	// The engine runs its send callbacks on drain; its writes are queued, and
 	// the queue is where ordering and backpressure are handled.
 	t.Emit("drain")
+}
+
+// encodeFrame returns the frame of an engine packet. A packet of Engine.IO
+// v4 with text data, or none, is its type's character and the text: its
+// frame is built here, as the parser would encode it, without the parser's
+// buffer in between (every heartbeat made one). Anything else goes through
+// the parser.
+func (t *wsTransport) encodeFrame(p *packet.Packet) (wsFrame, error) {
+	if t.Parser() == parser.Parserv4() {
+		if typ, ok := parser.PACKET_TYPES[p.Type]; ok {
+			switch d := p.Data.(type) {
+			case nil:
+				return newTextFrame([]byte{typ}), nil
+			case *types.StringBuffer:
+				f := newTextFrame([]byte{typ}, d.Bytes())
+				d.Reset() // read, as the parser reads it
+				return f, nil
+			}
+		}
+	}
+	data, err := t.Parser().EncodePacket(p, t.SupportsBinary())
+	if err != nil {
+		return nil, err
+	}
+	opcode := ws.TextMessage
+	if _, isText := data.(*types.StringBuffer); !isText {
+		opcode = ws.BinaryMessage
+	}
+	return newFrame(opcode, data.Bytes()), nil
 }
 
 // enqueue appends frames to the socket's queue and wakes the writer. A queue
@@ -300,22 +327,19 @@ func (t *wsTransport) wakeLocked() {
 // nothing then.
 func (t *wsTransport) tryWrite(frames []wsFrame) []wsFrame {
 	const maxIovecs = 64 // well under IOV_MAX
-	iov := make([][]byte, 0, min(len(frames), maxIovecs))
-	for _, f := range frames[:min(len(frames), maxIovecs)] {
-		iov = append(iov, f)
+	w, _ := t.limits.tryWrites.Get().(*wsTryWrite)
+	if w == nil {
+		w = &wsTryWrite{}
+		w.onFD = w.write
 	}
-	var (
-		n    int
-		werr error
-	)
-	err := t.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = unix.Writev(int(fd), iov)
-			if werr != unix.EINTR {
-				return true // done, or EAGAIN: never wait here
-			}
-		}
-	})
+	for _, f := range frames[:min(len(frames), maxIovecs)] {
+		w.iov = append(w.iov, f)
+	}
+	err := t.raw.Write(w.onFD)
+	n, werr := w.n, w.err
+	clear(w.iov)
+	w.iov, w.n, w.err = w.iov[:0], 0, nil
+	t.limits.tryWrites.Put(w)
 	if err == nil && werr != nil && werr != unix.EAGAIN {
 		err = werr
 	}
@@ -334,6 +358,24 @@ func (t *wsTransport) tryWrite(frames []wsFrame) []wsFrame {
 		frames = append([]wsFrame{frames[0][n:]}, frames[1:]...)
 	}
 	return frames
+}
+
+// wsTryWrite is one write tried without blocking, with its callback bound
+// once: a closure made per write would be garbage at every delivery.
+type wsTryWrite struct {
+	iov  [][]byte
+	n    int
+	err  error
+	onFD func(fd uintptr) bool
+}
+
+func (w *wsTryWrite) write(fd uintptr) bool {
+	for {
+		w.n, w.err = unix.Writev(int(fd), w.iov)
+		if w.err != unix.EINTR {
+			return true // done, or EAGAIN: never wait here
+		}
+	}
 }
 
 // writeLoop writes what is queued until the queue is empty, then ends.
