@@ -124,13 +124,17 @@ type (
 		pid PrivateSessionId
 
 		// TODO: remove this unused reference
-		server                *Server
-		adapter               Adapter
-		acks                  *types.Map[uint64, Ack]
-		fns                   *types.Slice[SocketMiddleware]
+		server  *Server
+		adapter Adapter
+		// acks, fns and _anyOutgoingListeners are made on first use (lazy):
+		// most sockets never use them, and each was an allocation kept for
+		// the socket's life. (Patched by web3-socket; see
+		// third_party/README.md.)
+		acks                  atomic.Pointer[types.Map[uint64, Ack]]
+		fns                   atomic.Pointer[types.Slice[SocketMiddleware]]
 		flags                 atomic.Pointer[BroadcastFlags]
 		_anyListeners         *types.Slice[types.EventListener]
-		_anyOutgoingListeners *types.Slice[types.EventListener]
+		_anyOutgoingListeners atomic.Pointer[types.Slice[types.EventListener]]
 
 		canJoin atomic.Bool
 		// joinMu serializes Join (AddAll) against _cleanup (DelAll).
@@ -148,11 +152,8 @@ func MakeSocket() *Socket {
 		StrictEventEmitter: NewStrictEventEmitter(),
 
 		// Initialize default value
-		acks:                  &types.Map[uint64, Ack]{},
-		fns:                   types.NewSlice[SocketMiddleware](),
-		_anyListeners:         types.NewSlice[types.EventListener](),
-		_anyOutgoingListeners: types.NewSlice[types.EventListener](),
-		taskQueue:             queue.New(),
+		_anyListeners: types.NewSlice[types.EventListener](),
+		taskQueue:     queue.New(),
 	}
 	s.flags.Store(&BroadcastFlags{})
 	s.canJoin.Store(true)
@@ -212,7 +213,18 @@ func (s *Socket) Connected() bool {
 }
 
 func (s *Socket) Acks() *types.Map[uint64, Ack] {
-	return s.acks
+	return lazy(&s.acks)
+}
+
+// lazy returns what p points to, made (zero, ready to use) on first use.
+func lazy[T any](p *atomic.Pointer[T]) *T {
+	if v := p.Load(); v != nil {
+		return v
+	}
+	if v := new(T); p.CompareAndSwap(nil, v) {
+		return v
+	}
+	return p.Load()
 }
 
 func (s *Socket) Nsp() Namespace {
@@ -370,15 +382,15 @@ func (s *Socket) EmitWithAck(ev string, args ...any) func(Ack) {
 
 func (s *Socket) registerAckCallback(id uint64, ack Ack, timeout *time.Duration) {
 	if timeout == nil {
-		s.acks.Store(id, ack)
+		lazy(&s.acks).Store(id, ack)
 		return
 	}
 	timer := utils.SetTimeout(func() {
 		socketLog.Debug("event with ack id %d has timed out after %d ms", id, *timeout/time.Millisecond)
-		s.acks.Delete(id)
+		lazy(&s.acks).Delete(id)
 		ack(nil, errors.New("operation has timed out"))
 	}, *timeout)
-	s.acks.Store(id, func(args []any, _ error) {
+	lazy(&s.acks).Store(id, func(args []any, _ error) {
 		utils.ClearTimeout(timer)
 		ack(args, nil)
 	})
@@ -548,10 +560,10 @@ func (s *Socket) ack(id uint64) Ack {
 // Called upon ack packet.
 func (s *Socket) onack(packet *parser.Packet) {
 	if packet.Id != nil {
-		if ack, ok := s.acks.Load(*packet.Id); ok {
+		if ack, ok := lazy(&s.acks).Load(*packet.Id); ok {
 			socketLog.Debug("calling ack %d with %v", *packet.Id, packet.Data)
 			ack(utils.TryCast[[]any](packet.Data), nil)
-			s.acks.Delete(*packet.Id)
+			lazy(&s.acks).Delete(*packet.Id)
 		} else {
 			socketLog.Debug("bad ack %d", *packet.Id)
 		}
@@ -614,7 +626,9 @@ func (s *Socket) _cleanup() {
 	s.leaveAll()
 	s.nsp.Remove(s)
 	// Clear pending ack callbacks to prevent memory leaks
-	s.acks.Clear()
+	if acks := s.acks.Load(); acks != nil {
+		acks.Clear()
+	}
 	s.taskQueue.TryClose()
 }
 
@@ -749,7 +763,7 @@ func (s *Socket) dispatch(event []any) {
 
 // Use registers a middleware function for this socket.
 func (s *Socket) Use(fn SocketMiddleware) *Socket {
-	s.fns.Push(fn)
+	lazy(&s.fns).Push(fn)
 	return s
 }
 
@@ -759,7 +773,10 @@ func (s *Socket) Use(fn SocketMiddleware) *Socket {
 //
 // Pparam: fn - last fn call in the middleware
 func (s *Socket) run(event []any, fn func(error)) {
-	fns := s.fns.All()
+	var fns []SocketMiddleware
+	if m := s.fns.Load(); m != nil {
+		fns = m.All()
+	}
 	if length := len(fns); length > 0 {
 		var run func(i int)
 		run = func(i int) {
@@ -858,13 +875,13 @@ func (s *Socket) ListenersAny() []types.EventListener {
 
 // OnAnyOutgoing adds a listener that will be fired when any event is sent.
 func (s *Socket) OnAnyOutgoing(listener types.EventListener) *Socket {
-	s._anyOutgoingListeners.Push(listener)
+	lazy(&s._anyOutgoingListeners).Push(listener)
 	return s
 }
 
 // PrependAnyOutgoing adds a listener to the beginning of the listeners array for any event sent.
 func (s *Socket) PrependAnyOutgoing(listener types.EventListener) *Socket {
-	s._anyOutgoingListeners.Unshift(listener)
+	lazy(&s._anyOutgoingListeners).Unshift(listener)
 	return s
 }
 
@@ -872,11 +889,11 @@ func (s *Socket) PrependAnyOutgoing(listener types.EventListener) *Socket {
 func (s *Socket) OffAnyOutgoing(listener types.EventListener) *Socket {
 	if listener != nil {
 		listenerPointer := reflect.ValueOf(listener).Pointer()
-		_, _ = s._anyOutgoingListeners.RangeAndSplice(func(listener types.EventListener, i int) (bool, int, int, []types.EventListener) {
+		_, _ = lazy(&s._anyOutgoingListeners).RangeAndSplice(func(listener types.EventListener, i int) (bool, int, int, []types.EventListener) {
 			return reflect.ValueOf(listener).Pointer() == listenerPointer, i, 1, nil
 		})
 	} else {
-		s._anyOutgoingListeners.Clear()
+		lazy(&s._anyOutgoingListeners).Clear()
 	}
 	return s
 }
@@ -884,12 +901,16 @@ func (s *Socket) OffAnyOutgoing(listener types.EventListener) *Socket {
 // Returns an array of listeners that are listening for any event that is specified. This array can be manipulated,
 // e.g. to remove listeners.
 func (s *Socket) ListenersAnyOutgoing() []types.EventListener {
-	return s._anyOutgoingListeners.All()
+	return lazy(&s._anyOutgoingListeners).All()
 }
 
 // Notify the listeners for each packet sent (emit or broadcast)
 func (s *Socket) notifyOutgoingListeners(packet *parser.Packet) {
-	for _, listener := range s._anyOutgoingListeners.All() {
+	listeners := s._anyOutgoingListeners.Load()
+	if listeners == nil {
+		return
+	}
+	for _, listener := range listeners.All() {
 		if args, ok := packet.Data.([]any); ok {
 			listener(args...)
 		} else {
