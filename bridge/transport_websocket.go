@@ -140,8 +140,9 @@ type wsTransport struct {
 	writing bool      // a writer goroutine is running
 	closing bool      // write what is pending, then close
 	closed  bool      // nothing more is accepted
-
-	onClosed atomic.Bool // OnClose has run
+	// onClosed says OnClose has run; beside the flags above, the struct
+	// stays in a smaller size class.
+	onClosed atomic.Bool
 }
 
 // Construct binds the transport to the upgraded connection in ctx.

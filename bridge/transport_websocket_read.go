@@ -51,14 +51,15 @@ var errWouldBlock = errors.New("websocket read would block")
 // time (each starts the next).
 type wsReader struct {
 	in []byte // read and not yet handled; nil when there is none
-	// msg is a fragmented message so far, msgOp its opcode (0: none).
-	msg   []byte
-	msgOp int
+	// msg is a fragmented message so far, msgOp its opcode (0: none;
+	// beside wait, the transport stays in a smaller size class).
+	msg []byte
 
 	// The last read: how many bytes, its error, and whether it may wait.
-	n    int
-	err  error
-	wait bool
+	n     int
+	err   error
+	wait  bool
+	msgOp uint8
 	// readFD is t.readFD, made once.
 	readFD func(fd uintptr) bool
 }
@@ -398,13 +399,13 @@ func (t *wsTransport) handleFrame(op int, fin bool, payload []byte) error {
 		if !fin {
 			return nil
 		}
-		op, data := r.msgOp, r.msg
+		op, data := int(r.msgOp), r.msg
 		r.msg, r.msgOp = nil, 0
 		t.deliver(op, data)
 		return nil
 	}
 	if !fin {
-		r.msg, r.msgOp = bytes.Clone(payload), op
+		r.msg, r.msgOp = bytes.Clone(payload), uint8(op)
 		return nil
 	}
 	t.deliver(op, bytes.Clone(payload))
