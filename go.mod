@@ -99,10 +99,15 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-// Patched copies of two modules of the Socket.IO library, for less memory per
-// idle connection: timers without a goroutine each and smaller event emitters
-// (v3), no per-connection gorilla buffers (engine). See third_party/README.md.
+// Patched copies of four modules of the Socket.IO library, for less memory
+// per idle connection: timers without a goroutine each, smaller event emitters
+// and sets, a lazy queue channel (v3), no per-connection gorilla buffers and no
+// stopped ping timer kept between heartbeats (engine), a client's sockets in a
+// slice instead of two maps (socket), no json.Decoder per packet (socket
+// parser). See third_party/README.md.
 replace (
+	github.com/zishang520/socket.io/parsers/socket/v3 => ./third_party/zishang520-socket.io-parsers-socket-v3
 	github.com/zishang520/socket.io/servers/engine/v3 => ./third_party/zishang520-socket.io-servers-engine-v3
+	github.com/zishang520/socket.io/servers/socket/v3 => ./third_party/zishang520-socket.io-servers-socket-v3
 	github.com/zishang520/socket.io/v3 => ./third_party/zishang520-socket.io-v3
 )

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -22,9 +23,13 @@ type registry struct {
 }
 
 type userEntry struct {
-	sockets map[socket.SocketId]*socket.Socket
-	// limiter is the user's token bucket, shared by all of its sockets.
-	limiter *rate.Limiter
+	// sockets is a slice: most users have one or a few sockets, and a map
+	// per user is several times larger than a one-socket slice.
+	sockets []*socket.Socket
+	// limiter is the user's token bucket, shared by all of its sockets;
+	// made at the user's first event (a bucket starts full, so one made
+	// later is the same as one made at connect), idle users have none.
+	limiter atomic.Pointer[rate.Limiter]
 }
 
 func newRegistry(newLimiter func() *rate.Limiter) *registry {
@@ -36,13 +41,13 @@ func (r *registry) add(user string, s *socket.Socket) {
 	defer r.mu.Unlock()
 	e := r.users[user]
 	if e == nil {
-		e = &userEntry{sockets: map[socket.SocketId]*socket.Socket{}}
-		if r.newLimiter != nil {
-			e.limiter = r.newLimiter()
-		}
+		e = &userEntry{}
 		r.users[user] = e
 	}
-	e.sockets[s.Id()] = s
+	if slices.Contains(e.sockets, s) {
+		return
+	}
+	e.sockets = append(e.sockets, s)
 	r.count++
 }
 
@@ -53,10 +58,13 @@ func (r *registry) remove(user string, id socket.SocketId) {
 	if e == nil {
 		return
 	}
-	if _, found := e.sockets[id]; !found {
+	i := slices.IndexFunc(e.sockets, func(s *socket.Socket) bool { return s.Id() == id })
+	if i < 0 {
 		return
 	}
-	delete(e.sockets, id)
+	last := len(e.sockets) - 1
+	e.sockets[i], e.sockets[last] = e.sockets[last], nil
+	e.sockets = e.sockets[:last]
 	r.count--
 	if len(e.sockets) == 0 {
 		delete(r.users, user)
@@ -76,10 +84,22 @@ func (r *registry) connections(user string) int {
 // allow takes one event from the user's budget and reports whether there was
 // one.
 func (r *registry) allow(user string) bool {
+	if r.newLimiter == nil {
+		return true
+	}
 	r.mu.RLock()
 	e := r.users[user]
 	r.mu.RUnlock()
-	return e == nil || e.limiter == nil || e.limiter.Allow()
+	if e == nil {
+		return true
+	}
+	l := e.limiter.Load()
+	if l == nil {
+		if l = r.newLimiter(); !e.limiter.CompareAndSwap(nil, l) {
+			l = e.limiter.Load()
+		}
+	}
+	return l.Allow()
 }
 
 // sockets returns a snapshot of the user's sockets.
@@ -92,9 +112,7 @@ func (r *registry) appendUser(out []*socket.Socket, user string) []*socket.Socke
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if e := r.users[user]; e != nil {
-		for _, s := range e.sockets {
-			out = append(out, s)
-		}
+		out = append(out, e.sockets...)
 	}
 	return out
 }
@@ -105,9 +123,7 @@ func (r *registry) appendAll(out []*socket.Socket) []*socket.Socket {
 	defer r.mu.RUnlock()
 	out = slices.Grow(out, r.count)
 	for _, e := range r.users {
-		for _, s := range e.sockets {
-			out = append(out, s)
-		}
+		out = append(out, e.sockets...)
 	}
 	return out
 }

@@ -41,6 +41,12 @@ type storedSession struct {
 	Rooms []string `json:"rooms"`
 }
 
+// liveSession is a socket connected here and its user.
+type liveSession struct {
+	s    *socket.Socket
+	user string
+}
+
 // sessions keeps the sessions of this instance's sockets in the store.
 type sessions struct {
 	store  SessionStore
@@ -49,11 +55,11 @@ type sessions struct {
 	log    *slog.Logger
 
 	mu sync.Mutex
-	// live holds the sockets connected here by pid; bySid finds a socket's
-	// pid; dirty holds the pids whose rooms changed since they were saved.
-	live  map[string]*socket.Socket
+	// live holds the sockets connected here, and their users, by pid;
+	// bySid finds a socket's pid; dirty holds the pids whose rooms changed
+	// since they were saved.
+	live  map[string]liveSession
 	bySid map[socket.SocketId]string
-	user  map[string]string
 	dirty map[string]struct{}
 	// ended holds the sessions that ended since the last flush: to keep
 	// (recoverable) or to delete (nil).
@@ -70,8 +76,8 @@ const sessionStoreTimeout = 2 * time.Second
 
 func newSessions(store SessionStore, prefix string, window time.Duration, log *slog.Logger) *sessions {
 	return &sessions{store: store, prefix: prefix, window: window, log: log,
-		live: map[string]*socket.Socket{}, bySid: map[socket.SocketId]string{},
-		user: map[string]string{}, dirty: map[string]struct{}{}, ended: map[string]*storedSession{}}
+		live: map[string]liveSession{}, bySid: map[socket.SocketId]string{},
+		dirty: map[string]struct{}{}, ended: map[string]*storedSession{}}
 }
 
 func (ss *sessions) key(pid string) string { return ss.prefix + pid }
@@ -85,9 +91,8 @@ func (ss *sessions) connected(s *socket.Socket, user string) {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	ss.live[pid] = s
+	ss.live[pid] = liveSession{s: s, user: user}
 	ss.bySid[s.Id()] = pid
-	ss.user[pid] = user
 	ss.dirty[pid] = struct{}{}
 }
 
@@ -107,10 +112,10 @@ func (ss *sessions) roomsChanged(id socket.SocketId) {
 func (ss *sessions) disconnected(pid string, sid socket.SocketId, rooms []socket.Room, recoverable bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	user, known := ss.user[pid]
+	live, known := ss.live[pid]
+	user := live.user
 	delete(ss.live, pid)
 	delete(ss.bySid, sid)
-	delete(ss.user, pid)
 	delete(ss.dirty, pid)
 	if !recoverable || !known {
 		ss.ended[pid] = nil
@@ -178,8 +183,9 @@ func (ss *sessions) flush(ctx context.Context) {
 	}
 	pending := make(map[string]*storedSession, len(ss.dirty)+len(ss.ended))
 	for pid := range ss.dirty {
-		if s, ok := ss.live[pid]; ok {
-			pending[pid] = &storedSession{Sid: string(s.Id()), User: ss.user[pid], Rooms: roomNames(s.Rooms().Keys())}
+		if live, ok := ss.live[pid]; ok {
+			s := live.s
+			pending[pid] = &storedSession{Sid: string(s.Id()), User: live.user, Rooms: roomNames(s.Rooms().Keys())}
 		}
 	}
 	for pid, s := range ss.ended {

@@ -53,7 +53,7 @@ func TestEndedSessionsAreKeptThroughAFailingStore(t *testing.T) {
 	store := &flakyStore{kv: map[string][]byte{}}
 	ss := newSessions(store, "s:", time.Minute, slog.New(slog.DiscardHandler))
 	ctx := context.Background()
-	ss.user["p1"], ss.user["p2"] = "alice", "bob"
+	ss.live["p1"], ss.live["p2"] = liveSession{user: "alice"}, liveSession{user: "bob"}
 	store.kv["s:p2"] = []byte(`{"sid":"x","user":"bob"}`)
 
 	ss.disconnected("p1", "sid1", []socket.Room{"room:news", "user:alice", "sid1"}, true)

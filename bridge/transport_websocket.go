@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	ws "github.com/gorilla/websocket"
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/parsers/engine/v3/parser"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 	"golang.org/x/sys/unix"
@@ -76,9 +78,18 @@ type wsLimits struct {
 	onSlowConsumer func(sid string, queued int)
 	// maxPayload bounds one message from a client; 0 is no bound.
 	maxPayload int64
+	// heartbeat is the longest a client may stay silent before the
+	// engine's heartbeat closes it (ping interval + ping timeout); 0:
+	// unknown.
+	heartbeat time.Duration
 	// readBuffers are the read buffers (*wsReadBuffer) sockets take while
-	// data arrives.
+	// data arrives; tryWrites the state of writes tried without blocking
+	// (*wsTryWrite).
 	readBuffers sync.Pool
+	tryWrites   sync.Pool
+	// poller watches idle sockets (transport_websocket_poll_linux.go); nil:
+	// each socket keeps a reader waiting.
+	poller *wsPoller
 }
 
 // wsTransportCtor registers wsTransport with the engine in place of the
@@ -99,14 +110,29 @@ func (*wsTransportCtor) UpgradesTo() []string  { return nil }
 type wsTransport struct {
 	transports.Transport
 
-	limits      *wsLimits
+	limits *wsLimits
+	// conn is gorilla's connection, from the upgrade, and ctx the upgrade's
+	// context, both until the read path starts (detachUpgrade); nil after.
 	conn        *types.WebSocketConn
+	ctx         *types.HttpContext
 	netConn     net.Conn
 	idleTimeout time.Duration
 	// raw is the connection's file descriptor access, for the writes tried
 	// without blocking; nil when the connection has none (TLS).
 	raw syscall.RawConn
 	rd  wsReader
+	// poll is the poller that watches this socket while it is idle; nil
+	// when a reader waits instead (no poller, or no file descriptor
+	// access). pollID is its registration, readMu is held by the reader.
+	poll   *wsPoller
+	pollID uint64
+	readMu sync.Mutex
+	// lastRead (Unix ns) is when the socket last had data; idleTimer
+	// closes a watched socket silent for idleTimeout, when the engine's
+	// heartbeat would not close it first (a waiting reader has a read
+	// deadline instead).
+	lastRead  atomic.Int64
+	idleTimer *time.Timer
 
 	mu      sync.Mutex
 	pending []wsFrame // frames waiting for the writer, in order
@@ -114,19 +140,29 @@ type wsTransport struct {
 	writing bool      // a writer goroutine is running
 	closing bool      // write what is pending, then close
 	closed  bool      // nothing more is accepted
+	// onClosed says OnClose has run; beside the flags above, the struct
+	// stays in a smaller size class.
+	onClosed atomic.Bool
 }
 
 // Construct binds the transport to the upgraded connection in ctx.
 func (t *wsTransport) Construct(ctx *types.HttpContext) {
 	t.Transport.Construct(ctx)
 	t.idleTimeout = ctx.IdleTimeout
-	t.conn = ctx.Websocket
+	t.conn, t.ctx = ctx.Websocket, ctx
 	t.netConn = t.conn.NetConn()
 	if sc, ok := t.netConn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			t.raw = raw
+			if t.poll = t.limits.poller; t.poll != nil {
+				t.pollID = t.poll.newID()
+			}
 		}
 	}
+
+	// The upgrade's response is written: its headers (the CORS ones) are
+	// not needed for the connection's life, and the context keeps them.
+	ctx.ResponseHeaders().Replace(map[string][]string{})
 
 	t.rd.readFD = t.readFD
 	_ = t.conn.Once("close", func(...any) { t.OnClose() })
@@ -148,16 +184,11 @@ func (t *wsTransport) HandlesUpgrades() bool { return true }
 func (t *wsTransport) Send(packets []*packet.Packet) {
 	frames := make([]wsFrame, 0, len(packets))
 	for _, p := range packets {
-		data, err := t.Parser().EncodePacket(p, t.SupportsBinary())
+		f, err := t.encodeFrame(p)
 		if err != nil {
 			t.OnError("websocket encode error", err)
 			return
 		}
-		opcode := ws.TextMessage
-		if _, isText := data.(*types.StringBuffer); !isText {
-			opcode = ws.BinaryMessage
-		}
-		f := newFrame(opcode, data.Bytes())
 		if p.Type == packet.PING {
 			// The heartbeat goes ahead of any backlog: a client that is
 			// reading gets its ping, and answers, without first reading
@@ -171,6 +202,35 @@ func (t *wsTransport) Send(packets []*packet.Packet) {
 	// The engine runs its send callbacks on drain; its writes are queued, and
 	// the queue is where ordering and backpressure are handled.
 	t.Emit("drain")
+}
+
+// encodeFrame returns the frame of an engine packet. A packet of Engine.IO
+// v4 with text data, or none, is its type's character and the text: its
+// frame is built here, as the parser would encode it, without the parser's
+// buffer in between (every heartbeat made one). Anything else goes through
+// the parser.
+func (t *wsTransport) encodeFrame(p *packet.Packet) (wsFrame, error) {
+	if t.Parser() == parser.Parserv4() {
+		if typ, ok := parser.PACKET_TYPES[p.Type]; ok {
+			switch d := p.Data.(type) {
+			case nil:
+				return newTextFrame([]byte{typ}), nil
+			case *types.StringBuffer:
+				f := newTextFrame([]byte{typ}, d.Bytes())
+				d.Reset() // read, as the parser reads it
+				return f, nil
+			}
+		}
+	}
+	data, err := t.Parser().EncodePacket(p, t.SupportsBinary())
+	if err != nil {
+		return nil, err
+	}
+	opcode := ws.TextMessage
+	if _, isText := data.(*types.StringBuffer); !isText {
+		opcode = ws.BinaryMessage
+	}
+	return newFrame(opcode, data.Bytes()), nil
 }
 
 // enqueue appends frames to the socket's queue and wakes the writer. A queue
@@ -227,6 +287,14 @@ func (t *wsTransport) enqueueFront(f wsFrame) {
 		t.mu.Unlock()
 		return
 	}
+	if !t.writing && len(t.pending) == 0 {
+		// Nothing to go ahead of (the heartbeat of an idle socket): written
+		// at once if the kernel takes it, like any frame to an idle socket,
+		// rather than by a writer goroutine with a write deadline.
+		t.mu.Unlock()
+		t.enqueue(f)
+		return
+	}
 	t.pending = append(t.pending, nil)
 	copy(t.pending[1:], t.pending)
 	t.pending[0] = f
@@ -260,22 +328,19 @@ func (t *wsTransport) wakeLocked() {
 // nothing then.
 func (t *wsTransport) tryWrite(frames []wsFrame) []wsFrame {
 	const maxIovecs = 64 // well under IOV_MAX
-	iov := make([][]byte, 0, min(len(frames), maxIovecs))
-	for _, f := range frames[:min(len(frames), maxIovecs)] {
-		iov = append(iov, f)
+	w, _ := t.limits.tryWrites.Get().(*wsTryWrite)
+	if w == nil {
+		w = &wsTryWrite{}
+		w.onFD = w.write
 	}
-	var (
-		n    int
-		werr error
-	)
-	err := t.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = unix.Writev(int(fd), iov)
-			if werr != unix.EINTR {
-				return true // done, or EAGAIN: never wait here
-			}
-		}
-	})
+	for _, f := range frames[:min(len(frames), maxIovecs)] {
+		w.iov = append(w.iov, f)
+	}
+	err := t.raw.Write(w.onFD)
+	n, werr := w.n, w.err
+	clear(w.iov)
+	w.iov, w.n, w.err = w.iov[:0], 0, nil
+	t.limits.tryWrites.Put(w)
 	if err == nil && werr != nil && werr != unix.EAGAIN {
 		err = werr
 	}
@@ -294,6 +359,24 @@ func (t *wsTransport) tryWrite(frames []wsFrame) []wsFrame {
 		frames = append([]wsFrame{frames[0][n:]}, frames[1:]...)
 	}
 	return frames
+}
+
+// wsTryWrite is one write tried without blocking, with its callback bound
+// once: a closure made per write would be garbage at every delivery.
+type wsTryWrite struct {
+	iov  [][]byte
+	n    int
+	err  error
+	onFD func(fd uintptr) bool
+}
+
+func (w *wsTryWrite) write(fd uintptr) bool {
+	for {
+		w.n, w.err = unix.Writev(int(fd), w.iov)
+		if w.err != unix.EINTR {
+			return true // done, or EAGAIN: never wait here
+		}
+	}
 }
 
 // writeLoop writes what is queued until the queue is empty, then ends.
@@ -342,12 +425,43 @@ func (t *wsTransport) beginClose() {
 	t.closeConn()
 }
 
-// closeConn closes the connection; the connection's close event runs OnClose.
+// closeConn closes the connection and runs OnClose (through gorilla's
+// connection's close event until the upgrade is detached).
 func (t *wsTransport) closeConn() {
 	t.mu.Lock()
 	t.closed = true
+	conn := t.conn
 	t.mu.Unlock()
-	_ = t.conn.Close()
+	t.unwatch()
+	if conn != nil {
+		_ = conn.Close()
+		return
+	}
+	_ = t.netConn.Close()
+	t.OnClose()
+}
+
+// detachUpgrade lets go of gorilla's connection (and of the upgrade's read
+// permission) once the engine is done with it: when the read path starts, the engine has finished initializing the
+// transport (only a failed initialization closes the connection through
+// it). The transport reads and writes the socket itself, and gorilla's
+// connection with its buffers and handlers is most of a kilobyte per
+// connection.
+func (t *wsTransport) detachUpgrade() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || t.conn == nil {
+		return // closing through gorilla's connection
+	}
+	if t.ctx != nil {
+		if t.ctx.Websocket == t.conn {
+			t.ctx.Websocket = nil
+		}
+		// The read permission was this transport's, and is used: the
+		// context would keep its channel for the connection's life.
+		t.ctx.SetTransportReadPermission(nil)
+	}
+	t.conn, t.ctx = nil, nil
 }
 
 // DoClose is the engine closing the transport: queued frames (such as a
@@ -361,9 +475,13 @@ func (t *wsTransport) DoClose(fn types.Callable) {
 
 // OnClose marks the transport closed and tells the engine, once.
 func (t *wsTransport) OnClose() {
+	if !t.onClosed.CompareAndSwap(false, true) {
+		return
+	}
 	t.mu.Lock()
 	t.closed, t.pending, t.queued = true, nil, 0
 	t.mu.Unlock()
+	t.unwatch()
 	t.Transport.OnClose()
 }
 

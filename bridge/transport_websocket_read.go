@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -12,24 +13,30 @@ import (
 	"unicode/utf8"
 
 	ws "github.com/gorilla/websocket"
+	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/parsers/engine/v3/parser"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 	"golang.org/x/sys/unix"
 )
 
 // The WebSocket read path. gorilla's reader (which the library's upgrader
-// still creates) keeps a read buffer per connection, and the goroutine
-// blocked in it keeps the stack it grew while handling earlier messages (the
-// handshake's authentication, a client event): a goroutine's stack only
-// shrinks at a garbage collection, and an idle server collects none. Here:
+// still creates) keeps a read buffer per connection and a goroutine blocked
+// in it. Here:
 //   - bytes are read only once the socket is readable, into a buffer taken
 //     from a pool for the read and given back as soon as no partial frame is
 //     left: an idle socket holds no read buffer;
-//   - the goroutine that waits for the next frame has handled nothing: a
-//     reader that has handled messages and would have to wait starts a new
-//     reader and ends, so an idle socket's one goroutine has the smallest
-//     stack. Under traffic the same reader goes on while data is there.
-// Connections without file descriptor access (TLS) read with a blocking
-// read into a held buffer, on one goroutine.
+//   - an idle socket holds no goroutine either: the server's poller
+//     (transport_websocket_poll_linux.go) watches it and starts a reader
+//     when it is readable; the reader handles what is there, and under
+//     traffic goes on while data keeps coming, then hands the socket back
+//     to the poller and ends.
+// Without a poller (it needs epoll), a socket keeps one reader waiting; the
+// goroutine that waits has handled nothing (a reader that has handled
+// messages and would have to wait starts a new reader and ends), so that it
+// has the smallest stack: a goroutine's stack only shrinks at a garbage
+// collection, and an idle server collects none. Connections without file
+// descriptor access (TLS) read with a blocking read into a held buffer, on
+// one goroutine.
 
 // wsReadBufferSize is the size of the pooled read buffers; a frame that does
 // not fit gets a buffer of its own.
@@ -44,14 +51,15 @@ var errWouldBlock = errors.New("websocket read would block")
 // time (each starts the next).
 type wsReader struct {
 	in []byte // read and not yet handled; nil when there is none
-	// msg is a fragmented message so far, msgOp its opcode (0: none).
-	msg   []byte
-	msgOp int
+	// msg is a fragmented message so far, msgOp its opcode (0: none;
+	// beside wait, the transport stays in a smaller size class).
+	msg []byte
 
 	// The last read: how many bytes, its error, and whether it may wait.
-	n    int
-	err  error
-	wait bool
+	n     int
+	err   error
+	wait  bool
+	msgOp uint8
 	// readFD is t.readFD, made once.
 	readFD func(fd uintptr) bool
 }
@@ -73,8 +81,88 @@ type wsProtocolError struct {
 
 func (e *wsProtocolError) Error() string { return "websocket: " + e.text }
 
-// read is the connection's first reader.
-func (t *wsTransport) read() { t.readFrames(true) }
+// read starts the read path: the socket is handed to the poller, or read by
+// a reader that waits.
+func (t *wsTransport) read() {
+	t.detachUpgrade()
+	if t.poll == nil {
+		t.readFrames(true)
+		return
+	}
+	t.lastRead.Store(time.Now().UnixNano())
+	// The engine's heartbeat closes a client silent for longer than a ping
+	// interval and a ping timeout; an idle timeout beyond that would never
+	// fire, and its timer is not kept.
+	if t.idleTimeout > 0 && (t.limits.heartbeat == 0 || t.idleTimeout < t.limits.heartbeat) {
+		t.mu.Lock()
+		if !t.closed {
+			t.idleTimer = time.AfterFunc(t.idleTimeout, t.checkIdle)
+		}
+		t.mu.Unlock()
+	}
+	if err := t.poll.add(t); err != nil {
+		t.readMu.Lock()
+		defer t.readMu.Unlock()
+		t.endRead(err)
+	}
+}
+
+// readReady is started by the poller when the socket is readable: it reads
+// and handles frames until the socket has nothing more, then asks the
+// poller to report it again (at once if data came meanwhile), or ends the
+// read path. The poller reports a socket once per registration, so one
+// reader runs at a time; readMu orders each reader after the last.
+func (t *wsTransport) readReady() {
+	t.readMu.Lock()
+	defer t.readMu.Unlock()
+	for {
+		err := t.fill(false)
+		if err == errWouldBlock {
+			if err = t.poll.rearm(t); err == nil {
+				return
+			}
+		}
+		if err == nil {
+			_, err = t.handleFrames()
+		}
+		if err != nil {
+			t.endRead(err)
+			return
+		}
+	}
+}
+
+// checkIdle is the idle timer of a watched socket: it closes the connection
+// when nothing came for the idle timeout, and waits for the rest otherwise.
+func (t *wsTransport) checkIdle() {
+	left := t.idleTimeout - time.Since(time.Unix(0, t.lastRead.Load()))
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	if left > 0 {
+		t.idleTimer.Reset(left)
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	t.OnError("websocket error", fmt.Errorf("websocket: nothing read for %s: %w", t.idleTimeout, os.ErrDeadlineExceeded))
+	t.closeConn()
+}
+
+// unwatch takes a closing socket from the poller.
+func (t *wsTransport) unwatch() {
+	if t.poll == nil {
+		return
+	}
+	t.mu.Lock()
+	if t.idleTimer != nil {
+		t.idleTimer.Stop()
+	}
+	t.mu.Unlock()
+	t.poll.remove(t)
+}
 
 // readFrames reads and handles client frames until the connection ends.
 // fresh says this goroutine has handled nothing yet, so it may wait.
@@ -121,8 +209,13 @@ func (t *wsTransport) fill(wait bool) error {
 		return err
 	}
 	// Every read renews the idle timeout (also one that does not wait: a
-	// deadline that passed fails any read, even of data already there).
-	t.setIdleDeadline()
+	// deadline that passed fails any read, even of data already there). A
+	// watched socket has a timer instead, which a read moves on.
+	if t.poll != nil {
+		t.lastRead.Store(time.Now().UnixNano())
+	} else {
+		t.setIdleDeadline()
+	}
 	r.wait, r.n, r.err = wait, 0, nil
 	if err := t.raw.Read(r.readFD); err != nil {
 		return err // the idle timeout, or the connection is closed
@@ -306,24 +399,34 @@ func (t *wsTransport) handleFrame(op int, fin bool, payload []byte) error {
 		if !fin {
 			return nil
 		}
-		op, data := r.msgOp, r.msg
+		op, data := int(r.msgOp), r.msg
 		r.msg, r.msgOp = nil, 0
 		t.deliver(op, data)
 		return nil
 	}
 	if !fin {
-		r.msg, r.msgOp = bytes.Clone(payload), op
+		r.msg, r.msgOp = bytes.Clone(payload), uint8(op)
 		return nil
 	}
 	t.deliver(op, bytes.Clone(payload))
 	return nil
 }
 
-// deliver hands a message to the engine.
+// deliver hands a message to the engine. A text message of Engine.IO v4 is
+// its packet type's character and the packet's data: it is decoded here, as
+// the parser would, without the parser's copy of the data into a buffer of
+// at least 512 bytes (a heartbeat answer is one byte). Anything else goes
+// through the parser.
 func (t *wsTransport) deliver(op int, data []byte) {
 	if op == ws.BinaryMessage {
 		t.OnData(types.NewBytesBuffer(data))
 		return
+	}
+	if len(data) > 0 && t.Parser() == parser.Parserv4() {
+		if typ, ok := parser.PACKET_TYPES_REVERSE[data[0]]; ok {
+			t.OnPacket(&packet.Packet{Type: typ, Data: types.NewStringBuffer(data[1:])})
+			return
+		}
 	}
 	t.OnData(types.NewStringBuffer(data))
 }

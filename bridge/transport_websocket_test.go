@@ -8,6 +8,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	ws "github.com/gorilla/websocket"
+	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/v3/pkg/types"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection.
@@ -51,23 +55,33 @@ func rawTransport(t *testing.T, conn *net.TCPConn) *wsTransport {
 }
 
 func TestIdleSocketIsWrittenByTheCaller(t *testing.T) {
-	server, client := tcpPair(t)
-	tr := rawTransport(t, server)
-	f := newTextFrame([]byte(`42["hello"]`))
-	tr.enqueue(f)
-	tr.mu.Lock()
-	writing, queued := tr.writing, tr.queued
-	tr.mu.Unlock()
-	if writing || queued != 0 {
-		t.Fatalf("after a frame to an idle socket: writer running %v, %d bytes queued; want it written at once", writing, queued)
-	}
-	got := make([]byte, len(f))
-	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(client, got); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, f) {
-		t.Fatalf("read %q, want %q", got, f)
+	for _, tc := range []struct {
+		name    string
+		enqueue func(*wsTransport, wsFrame)
+	}{
+		{"a frame", func(tr *wsTransport, f wsFrame) { tr.enqueue(f) }},
+		{"a heartbeat", (*wsTransport).enqueueFront},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, client := tcpPair(t)
+			tr := rawTransport(t, server)
+			f := newTextFrame([]byte(`42["hello"]`))
+			tc.enqueue(tr, f)
+			tr.mu.Lock()
+			writing, queued := tr.writing, tr.queued
+			tr.mu.Unlock()
+			if writing || queued != 0 {
+				t.Fatalf("after %s to an idle socket: writer running %v, %d bytes queued; want it written at once", tc.name, writing, queued)
+			}
+			got := make([]byte, len(f))
+			_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(client, got); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, f) {
+				t.Fatalf("read %q, want %q", got, f)
+			}
+		})
 	}
 }
 
@@ -133,3 +147,63 @@ func TestFailedWriteClosesTheTransport(t *testing.T) {
 }
 
 var _ syscall.Conn = (*net.TCPConn)(nil)
+
+func TestEnginePacketsAreFramedAsTheParserEncodesThem(t *testing.T) {
+	packets := []func() *packet.Packet{
+		func() *packet.Packet { return &packet.Packet{Type: packet.PING} },
+		func() *packet.Packet {
+			return &packet.Packet{Type: packet.PONG, Data: types.NewStringBufferString("probe")}
+		},
+		func() *packet.Packet {
+			return &packet.Packet{Type: packet.OPEN, Data: types.NewStringBufferString(`{"sid":"x","pingInterval":25000}`)}
+		},
+		func() *packet.Packet {
+			return &packet.Packet{Type: packet.MESSAGE, Data: types.NewStringBufferString(`2["e",{"a":"é"}]`)}
+		},
+		func() *packet.Packet {
+			return &packet.Packet{Type: packet.MESSAGE, Data: types.NewBytesBuffer([]byte{1, 2, 3})}
+		},
+		func() *packet.Packet { return &packet.Packet{Type: packet.CLOSE} },
+	}
+	tr, _ := bareTransport(t, &wsLimits{})
+	for i, mk := range packets {
+		p := mk()
+		got, err := tr.encodeFrame(p)
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if p.Data != nil && p.Data.(types.BufferInterface).Len() != 0 {
+			t.Errorf("packet %d: its data was not read", i)
+		}
+		q := mk()
+		data, err := tr.Parser().EncodePacket(q, tr.SupportsBinary())
+		if err != nil {
+			t.Fatal(err)
+		}
+		op := ws.TextMessage
+		if _, isText := data.(*types.StringBuffer); !isText {
+			op = ws.BinaryMessage
+		}
+		if want := newFrame(op, data.Bytes()); !bytes.Equal(got, want) {
+			t.Errorf("packet %d (%s): frame %q, the parser's %q", i, p.Type, got, want)
+		}
+	}
+}
+
+func TestAFrameWrittenAtOnceAllocatesNothing(t *testing.T) {
+	if raceBuild {
+		t.Skip("the race detector makes sync.Pool drop what is put back")
+	}
+	server, client := tcpPair(t)
+	go func() { _, _ = io.Copy(io.Discard, client) }()
+	tr := rawTransport(t, server)
+	frames := []wsFrame{newTextFrame([]byte(`42["hello"]`)), newTextFrame([]byte(`42["world"]`))}
+	tr.tryWrite(frames)
+	if n := testing.AllocsPerRun(100, func() {
+		if rest := tr.tryWrite(frames); len(rest) != 0 {
+			t.Fatalf("%d frames not written", len(rest))
+		}
+	}); n > 0 {
+		t.Fatalf("a write tried at once allocates %.1f times, want none", n)
+	}
+}

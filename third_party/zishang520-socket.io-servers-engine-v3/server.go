@@ -160,7 +160,11 @@ func (s *server) HandleUpgrade(ctx *types.HttpContext) {
 		}
 
 		// delegate to ws
-		if conn, err := ws.Upgrade(ctx.Response(), ctx.Request(), ctx.ResponseHeaders().All()); err != nil {
+		// The response's own header map, which the bag wraps, is handed to
+		// the upgrader, which only reads it, instead of a copy. (Patched by
+		// web3-socket; see third_party/README.md.)
+		ctx.ResponseHeaders()
+		if conn, err := ws.Upgrade(ctx.Response(), ctx.Request(), ctx.Response().Header()); err != nil {
 			s.emitAbortRequest(ctx, BAD_REQUEST, map[string]any{"name": "UPGRADE_FAILURE"})
 			serverLog.Debug("websocket error before upgrade: %s", err.Error())
 		} else {

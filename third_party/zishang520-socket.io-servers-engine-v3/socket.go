@@ -246,7 +246,11 @@ func (s *socket) onPacket(data *packet.Packet) {
 			return
 		}
 		socketLog.Debug("got pong")
-		utils.ClearTimeout(s.pingTimeoutTimer.Load())
+		// The timeout is dropped, not only stopped: an idle socket spends
+		// most of its life between a pong and the next ping, and a stopped
+		// timer kept until then is memory for nothing. The next ping makes
+		// a new one. (Patched by web3-socket; see third_party/README.md.)
+		utils.ClearTimeout(s.pingTimeoutTimer.Swap(nil))
 		if timer := s.pingIntervalTimer.Load(); timer != nil {
 			timer.Refresh()
 		}

@@ -18,12 +18,15 @@ type Queue struct {
 	tasks        []func()
 	running      bool
 	shuttingDown bool
-	done         chan struct{}
+	// done is made when the queue shuts down: every Socket.IO socket has a
+	// queue, and a channel made at creation is kept for nothing until
+	// then. (Patched by web3-socket; see third_party/README.md.)
+	done chan struct{}
 }
 
 // New creates a new Queue. Its worker starts with the first task.
 func New() *Queue {
-	return &Queue{done: make(chan struct{})}
+	return &Queue{}
 }
 
 // Enqueue adds a task to the queue for sequential execution.
@@ -113,6 +116,7 @@ func (q *Queue) shutdown() {
 	q.mu.Lock()
 	if !q.shuttingDown {
 		q.shuttingDown = true
+		q.done = make(chan struct{})
 		if !q.running {
 			q.tasks = nil
 			close(q.done)

@@ -57,25 +57,24 @@ type (
 		Len() int
 	}
 
-	eventEntry struct {
-		fn  EventListener
-		ptr uintptr
-	}
-
-	// emmiter keeps its events in a slice: an emitter has a handful, and a
-	// slice of them is several times smaller than the concurrent map
-	// upstream uses (every connection has several emitters). A listener
-	// list is never changed in place once published, except by appending
-	// past its length: Emit reads it without holding the lock. (Patched by
-	// web3-socket; see third_party/README.md.)
+	// emmiter keeps every listener of every event in one slice, in the
+	// order they were added: an emitter has a handful, and one slice of
+	// them is several times smaller than the concurrent map upstream uses
+	// (every connection has several emitters), and smaller than a list per
+	// event. The slice is never changed in place once published, except by
+	// appending past its length: Emit reads it without holding the lock.
+	// An event whose listeners were all removed keeps one entry without a
+	// listener, so that it still counts in Len and EventNames, as upstream.
+	// (Patched by web3-socket; see third_party/README.md.)
 	emmiter struct {
-		mu     sync.RWMutex
-		events []emitterEvent
+		mu        sync.RWMutex
+		listeners []eventEntry
 	}
 
-	emitterEvent struct {
-		name      EventName
-		listeners []eventEntry
+	eventEntry struct {
+		name EventName
+		fn   EventListener // nil: the event's listeners were all removed
+		ptr  uintptr
 	}
 )
 
@@ -96,40 +95,22 @@ func NewEventEmitter() EventEmitter {
 	return &emmiter{}
 }
 
-// find returns the index of evt, or -1. The caller holds e.mu.
-func (e *emmiter) find(evt EventName) int {
-	for i := range e.events {
-		if e.events[i].name == evt {
-			return i
-		}
-	}
-	return -1
-}
-
-// load returns the listeners of evt, to be read and not changed.
-func (e *emmiter) load(evt EventName) ([]eventEntry, bool) {
+// load returns the listeners of every event, to be read and not changed.
+func (e *emmiter) load() []eventEntry {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if i := e.find(evt); i >= 0 {
-		return e.events[i].listeners, true
-	}
-	return nil, false
+	return e.listeners
 }
 
-func (e *emmiter) addListeners(evt EventName, listeners []eventEntry) error {
+func (e *emmiter) addListeners(listeners []eventEntry) error {
 	if len(listeners) == 0 {
 		return nil
 	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i := e.find(evt)
-	if i < 0 {
-		e.events = append(e.events, emitterEvent{name: evt})
-		i = len(e.events) - 1
-	}
 	// Appending writes only past the length readers may hold.
-	e.events[i].listeners = append(e.events[i].listeners, listeners...)
+	e.listeners = append(e.listeners, listeners...)
 	return nil
 }
 
@@ -141,11 +122,11 @@ func (e *emmiter) AddListener(evt EventName, listeners ...EventListener) error {
 	events := make([]eventEntry, 0, len(listeners))
 	for _, event := range listeners {
 		if event != nil {
-			events = append(events, eventEntry{fn: event, ptr: reflect.ValueOf(event).Pointer()})
+			events = append(events, eventEntry{name: evt, fn: event, ptr: reflect.ValueOf(event).Pointer()})
 		}
 	}
 
-	return e.addListeners(evt, events)
+	return e.addListeners(events)
 }
 
 // Alias: [AddListener]
@@ -154,10 +135,8 @@ func (e *emmiter) On(evt EventName, listeners ...EventListener) error {
 }
 
 func (e *emmiter) Emit(evt EventName, data ...any) {
-	listeners, _ := e.load(evt)
-
-	for _, event := range listeners {
-		if event.fn != nil {
+	for _, event := range e.load() {
+		if event.name == evt && event.fn != nil {
 			func() {
 				defer func() {
 					if r := recover(); r != nil {
@@ -172,31 +151,42 @@ func (e *emmiter) Emit(evt EventName, data ...any) {
 }
 
 func (e *emmiter) EventNames() []EventName {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	names := make([]EventName, len(e.events))
-	for i := range e.events {
-		names[i] = e.events[i].name
+	var names []EventName
+	for _, l := range e.load() {
+		if !slices.Contains(names, l.name) {
+			names = append(names, l.name)
+		}
+	}
+	if names == nil {
+		names = []EventName{}
 	}
 	return names
 }
 
 func (e *emmiter) ListenerCount(evt EventName) int {
-	listeners, _ := e.load(evt)
-	return len(listeners)
+	n := 0
+	for _, l := range e.load() {
+		if l.name == evt && l.fn != nil {
+			n++
+		}
+	}
+	return n
 }
 
 func (e *emmiter) Listeners(evt EventName) []EventListener {
-	datas, ok := e.load(evt)
-	if !ok {
-		return nil
+	var listeners []EventListener
+	known := false
+	for _, l := range e.load() {
+		if l.name == evt {
+			known = true
+			if l.fn != nil {
+				listeners = append(listeners, l.fn)
+			}
+		}
 	}
-
-	listeners := make([]EventListener, len(datas))
-	for i, l := range datas {
-		listeners[i] = l.fn
+	if known && listeners == nil {
+		listeners = []EventListener{}
 	}
-
 	return listeners
 }
 
@@ -225,10 +215,10 @@ func (e *emmiter) Once(evt EventName, listeners ...EventListener) error {
 	for _, event := range listeners {
 		if event != nil {
 			oneTime := &oneTimeListener{evt: evt, emitter: e, fn: event}
-			events = append(events, eventEntry{fn: oneTime.execute, ptr: reflect.ValueOf(event).Pointer()})
+			events = append(events, eventEntry{name: evt, fn: oneTime.execute, ptr: reflect.ValueOf(event).Pointer()})
 		}
 	}
-	return e.addListeners(evt, events)
+	return e.addListeners(events)
 }
 
 // RemoveListener removes the specified listener from the listener array for the event named eventName.
@@ -241,40 +231,51 @@ func (e *emmiter) RemoveListener(evt EventName, listener EventListener) bool {
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i := e.find(evt)
-	if i < 0 {
-		return false
-	}
-	old := e.events[i].listeners
+	old := e.listeners
+	found, others, empty := -1, false, false
 	for j := range old {
-		if old[j].ptr == targetPtr {
-			// A new list: Emit may be reading the old one.
-			e.events[i].listeners = append(old[:j:j], old[j+1:]...)
-			return true
+		if old[j].name != evt {
+			continue
+		}
+		switch {
+		case old[j].fn == nil:
+			empty = true
+		case found < 0 && old[j].ptr == targetPtr:
+			found = j
+		default:
+			others = true
 		}
 	}
-	return false
+	if found < 0 {
+		return false
+	}
+	// A new slice: Emit may be reading the old one.
+	if others || empty {
+		e.listeners = append(old[:found:found], old[found+1:]...)
+	} else {
+		// The event's last listener: the event stays, without listeners.
+		e.listeners = slices.Clone(old)
+		e.listeners[found].fn, e.listeners[found].ptr = nil, 0
+	}
+	return true
 }
 
 func (e *emmiter) RemoveAllListeners(evt EventName) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i := e.find(evt)
-	if i < 0 {
+	if !slices.ContainsFunc(e.listeners, func(l eventEntry) bool { return l.name == evt }) {
 		return false
 	}
-	e.events = slices.Delete(e.events, i, i+1)
+	e.listeners = slices.DeleteFunc(slices.Clone(e.listeners), func(l eventEntry) bool { return l.name == evt })
 	return true
 }
 
 func (e *emmiter) Clear() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.events = nil
+	e.listeners = nil
 }
 
 func (e *emmiter) Len() int {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	return len(e.events)
+	return len(e.EventNames())
 }
