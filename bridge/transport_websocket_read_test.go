@@ -79,6 +79,19 @@ func (e *wsEvents) waitClosed(t *testing.T, why string) {
 	}
 }
 
+// waitClosedWithoutError waits for the transport to close and fails if it
+// reported an error: what closed it (the client's close frame, the peer
+// gone between frames) is not one.
+func (e *wsEvents) waitClosedWithoutError(t *testing.T, what string) {
+	t.Helper()
+	e.waitClosed(t, "the transport did not close after "+what)
+	select {
+	case err := <-e.errs:
+		t.Fatalf("%s is not an error, got %v", what, err)
+	default:
+	}
+}
+
 func upgradedTransport(t *testing.T, limits *wsLimits, idle time.Duration) (*wsTransport, *wsEvents, *ws.Conn) {
 	t.Helper()
 	made := make(chan *wsTransport, 1)
@@ -227,12 +240,7 @@ func TestCloseFrameIsEchoedAndClosesTheTransportWithoutError(t *testing.T) {
 		if code := readClose(t, client); code != 4001 {
 			t.Fatalf("close echo with code %d, want 4001", code)
 		}
-		e.waitClosed(t, "the transport did not close")
-		select {
-		case err := <-e.errs:
-			t.Fatalf("a client's close is not an error, got %v", err)
-		default:
-		}
+		e.waitClosedWithoutError(t, "a client's close")
 	})
 }
 
