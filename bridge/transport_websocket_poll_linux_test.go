@@ -37,6 +37,23 @@ func waitForNo(t *testing.T, fn, why string) {
 
 const readers = "bridge.(*wsTransport).read"
 
+// waitWatched waits until tr's socket is registered with p: the read path
+// starts on a goroutine of its own after the upgrade.
+func waitWatched(t *testing.T, p *wsPoller, tr *wsTransport) {
+	t.Helper()
+	watched := func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.conns[tr.pollID] == tr
+	}
+	for deadline := time.Now().Add(10 * time.Second); !watched(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the socket was never handed to the poller")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestWatchedSocketIsReadAgainAfterIdling(t *testing.T) {
 	_, e, client := upgradedTransport(t, &wsLimits{poller: testPoller(t), maxQueueBytes: 1 << 20, writeTimeout: 5 * time.Second}, 0)
 	for _, msg := range []string{"first", "second", "third"} {
@@ -113,6 +130,7 @@ func TestRearmingAWatchedSocketAllocatesNothing(t *testing.T) {
 	}
 	p := testPoller(t)
 	tr, _, _ := upgradedTransport(t, &wsLimits{poller: p, maxQueueBytes: 1 << 20, writeTimeout: 5 * time.Second}, 0)
+	waitWatched(t, p, tr)
 	waitForNo(t, readers, "a reader is left on an idle socket")
 	if err := p.rearm(tr); err != nil {
 		t.Fatal(err)

@@ -139,12 +139,15 @@ func inReadModes(t *testing.T, test func(t *testing.T, poller *wsPoller)) {
 	t.Run("waiting reader", func(t *testing.T) { test(t, nil) })
 }
 
-// testPoller returns a poller closed when the test ends; the test is skipped
-// where there is none.
+// testPoller returns a poller closed when the test ends. The test is skipped
+// off Linux, where there is none, and fails on Linux when it cannot be had.
 func testPoller(t *testing.T) *wsPoller {
 	t.Helper()
 	p, err := newWSPoller()
 	if err != nil {
+		if runtime.GOOS == "linux" {
+			t.Fatal(err)
+		}
 		t.Skip(err)
 	}
 	t.Cleanup(p.close)
