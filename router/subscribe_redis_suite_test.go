@@ -208,7 +208,7 @@ func TestStreamReaderReportsItsLag(t *testing.T) {
 
 // redisClient returns a client of its own for url (NewClient writes to its
 // options, so parallel tests must not share them), closed with the test.
-func redisClient(t *testing.T, url string) *redis.Client {
+func redisClient(t testing.TB, url string) *redis.Client {
 	t.Helper()
 	opts, err := redis.ParseURL(url)
 	if err != nil {
