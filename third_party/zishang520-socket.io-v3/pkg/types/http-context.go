@@ -72,6 +72,10 @@ type HttpContext struct {
 	// Transport initialization is independent of HTTP response completion.
 	transportReadPermission <-chan bool
 	transportReady          Callable
+
+	// detached is set on a context made by Detached: its query is parsed
+	// on each read instead of being kept.
+	detached bool
 }
 
 // NewHttpContext creates a fully-initialized HttpContext. It panics if either
@@ -115,6 +119,9 @@ func (c *HttpContext) Headers() *ParameterBag {
 }
 
 func (c *HttpContext) Query() *ParameterBag {
+	if c.detached {
+		return NewParameterBag(c.request.URL.Query())
+	}
 	return c.query.get(func() *ParameterBag { return NewParameterBag(c.request.URL.Query()) })
 }
 
