@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestDetachedContextKeepsWhatIsReadOfTheRequest(t *testing.T) {
@@ -127,5 +128,13 @@ func TestSameAsQueryOfAPlainQueryAllocatesNothing(t *testing.T) {
 	bag := NewParameterBag(map[string][]string{"EIO": {"4"}, "transport": {"websocket"}, "app": {"x"}})
 	if n := testing.AllocsPerRun(100, func() { bag.sameAsQuery("EIO=4&transport=websocket&app=x") }); n != 0 {
 		t.Errorf("%v allocations, want none", n)
+	}
+}
+
+// An Engine.IO socket keeps a context for its life: the lazy values are laid
+// out so that it fits the 384-byte size class.
+func TestHttpContextFitsThe384ByteSizeClass(t *testing.T) {
+	if n := unsafe.Sizeof(HttpContext{}); n > 384 {
+		t.Errorf("HttpContext is %d bytes, want at most 384", n)
 	}
 }
