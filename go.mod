@@ -101,8 +101,9 @@ require (
 
 // Patched copies of four modules of the Socket.IO library, for less memory
 // per idle connection: timers without a goroutine each, smaller event emitters
-// and sets, a lazy queue channel (v3), no per-connection gorilla buffers and no
-// stopped ping timer kept between heartbeats (engine), a client's sockets in a
+// and sets, a lazy queue channel, a detached HTTP context (v3), no
+// per-connection gorilla buffers, no stopped ping timer kept between heartbeats
+// and a detached copy of the handshake's request kept (engine), a client's sockets in a
 // slice instead of two maps (socket), no json.Decoder per packet (socket
 // parser). See third_party/README.md.
 replace (

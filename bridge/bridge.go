@@ -218,7 +218,7 @@ func New(cfg Config, pub Publisher, metrics *Metrics, log *slog.Logger) (*Bridge
 		}
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	b.handler = releaseAfterHijack(b.io.ServeHandler(opts))
+	b.handler = b.io.ServeHandler(opts)
 	return b, nil
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/parsers/engine/v3/parser"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
+	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 
 	"github.com/web3-socket/web3-socket/schemas"
@@ -588,5 +589,87 @@ func TestConnectedSocketKeepsTheRequestButNotTheHandshakesCopiesOfIt(t *testing.
 	}
 	if app, _ := req.Query().Get("app"); app != "x" {
 		t.Errorf("the request's query app=%q, want it kept", app)
+	}
+}
+
+// The engine keeps a slim copy of the handshake's request (see
+// third_party/README.md); a client that connects again on the same
+// connection is authenticated, and its handshake built, from that copy.
+func TestConnectingAgainOnOneConnectionReadsTheHandshakesRequest(t *testing.T) {
+	const secret = "reconnect-test-secret-reconnect-t"
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "socket_errors_total"}, []string{"type"})
+	b, err := New(Config{Auth: AuthConfig{Secret: secret}, OutboundTopic: "out", InboundTopic: "in"},
+		nopPublisher{}, NewMetrics(prometheus.NewRegistry(), errs), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(b.Handler())
+	defer srv.Close()
+	defer b.Close()
+	token, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "again-user", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
+	c, _, err := ws.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/socket.io/?EIO=4&transport=websocket&app=x",
+		http.Header{"Authorization": {"Bearer " + token}, "Origin": {"http://app.example"}, "User-Agent": {"again-test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := c.ReadMessage(); err != nil { // OPEN
+		t.Fatal(err)
+	}
+	connect := func(round string) *socket.Socket {
+		t.Helper()
+		if err := c.WriteMessage(ws.TextMessage, []byte("40")); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_, m, err := c.ReadMessage()
+			if err != nil {
+				t.Fatalf("%s connect: %v", round, err)
+			}
+			if strings.HasPrefix(string(m), "44") {
+				t.Fatalf("%s connect refused: %s", round, m)
+			}
+			if strings.HasPrefix(string(m), "40") {
+				break
+			}
+		}
+		sockets := b.registry.sockets("again-user")
+		if len(sockets) != 1 {
+			t.Fatalf("%s connect: %d sockets of the user, want 1", round, len(sockets))
+		}
+		return sockets[0]
+	}
+	first := connect("first")
+	if err := c.WriteMessage(ws.TextMessage, []byte("41")); err != nil { // leaves the namespace
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b.registry.sockets("again-user")) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the socket is still registered after the client left the namespace")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	second := connect("second")
+	if second.Id() == first.Id() {
+		t.Fatal("the second connect got the first socket")
+	}
+	h1, h2 := first.Handshake(), second.Handshake()
+	if h2.Url != "/socket.io/?EIO=4&transport=websocket&app=x" || h2.Url != h1.Url {
+		t.Errorf("second handshake url %q, first %q; want the handshake request's", h2.Url, h1.Url)
+	}
+	if !h2.Xdomain || h2.Secure || h2.Address != h1.Address || h2.Address == "" {
+		t.Errorf("second handshake xdomain %v secure %v address %q; want true, false, %q", h2.Xdomain, h2.Secure, h2.Address, h1.Address)
+	}
+	req := second.Request()
+	if ua := req.Headers().Peek("User-Agent"); ua != "again-test" {
+		t.Errorf("the request's User-Agent is %q, want the handshake's", ua)
+	}
+	if app, _ := req.Query().Get("app"); app != "x" {
+		t.Errorf("the request's query app=%q, want the handshake's", app)
+	}
+	if req.Request().Context() != context.Background() {
+		t.Error("the socket keeps the handshake request's context")
 	}
 }

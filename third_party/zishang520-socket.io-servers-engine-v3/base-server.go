@@ -348,9 +348,13 @@ func (bs *baseServer) Handshake(transportName string, ctx *types.HttpContext) (*
 			transport.SetPerMessageDeflate(bs.opts.PerMessageDeflate())
 		}
 
+		// The listener lives as long as the transport: it keeps whether the
+		// handshake had a sid, not the handshake's context. (Patched by
+		// web3-socket; see third_party/README.md.)
+		initial := !ctx.Query().Has("sid")
 		_ = transport.On("headers", func(args ...any) {
 			headers, req := slices.TryGetAny[*types.ParameterBag](args, 0), slices.TryGetAny[*types.HttpContext](args, 1)
-			if !ctx.Query().Has("sid") {
+			if initial {
 				if cookie := bs.opts.Cookie(); cookie != nil {
 					headers.Set("Set-Cookie", cookie.String())
 				}
@@ -390,6 +394,7 @@ func (bs *baseServer) Handshake(transportName string, ctx *types.HttpContext) (*
 		}
 		return BAD_REQUEST, nil
 	}
+	detachRequest(socket)
 
 	return nil, transport
 }

@@ -40,7 +40,10 @@ type socket struct {
 	// A reference to the first HTTP request of the session
 	//
 	// TODO for the next major release: remove it
-	request *types.HttpContext
+	//
+	// Once the handshake is over, a detached copy of it (detachRequest).
+	// (Patched by web3-socket; see third_party/README.md.)
+	request atomic.Pointer[types.HttpContext]
 	// The IP address of the client.
 	remoteAddress string
 
@@ -86,7 +89,22 @@ func (s *socket) RemoteAddress() string {
 }
 
 func (s *socket) Request() *types.HttpContext {
-	return s.request
+	return s.request.Load()
+}
+
+// detachRequest replaces the socket's first request, once the handshake is
+// over, by a copy of what is read of it later (Socket.IO reads its headers,
+// query, URL and TLS state when the client joins a namespace): the request
+// net/http made keeps its context chain and the context its response
+// state, for the connection's life. Until then, the socket's request is the
+// handshake's own, whose initialization state the "connection" listeners
+// may use. (Patched by web3-socket; see third_party/README.md.)
+func detachRequest(conn Socket) {
+	if s, ok := conn.(*socket); ok {
+		if r := s.request.Load(); r != nil {
+			s.request.Store(r.Detached())
+		}
+	}
 }
 
 func (s *socket) Transport() transports.Transport {
@@ -137,7 +155,7 @@ func NewSocket(id string, server BaseServer, transport transports.Transport, ctx
 func (s *socket) Construct(id string, server BaseServer, transport transports.Transport, ctx *types.HttpContext, protocol int) {
 	s.id = id
 	s.server = server
-	s.request = ctx
+	s.request.Store(ctx)
 	s.protocol = protocol
 
 	// Cache IP since it might not be in the req later
