@@ -33,6 +33,10 @@ func TestEntryUnmarshallerReadsAdapterAndPayloadOnlyEntries(t *testing.T) {
 	if err != nil || got.UUID == "" || string(got.Payload) != `{"v":1,"id":"b-1"}` {
 		t.Fatalf("payload-only entry: %v, %+v", err, got)
 	}
+	again, err := entryUnmarshaller{}.Unmarshal(map[string]any{"payload": `{"v":1,"id":"b-1"}`})
+	if err != nil || again.UUID == "" || again.UUID == got.UUID {
+		t.Fatalf("a second payload-only entry: %v, UUID %q after %q, want a fresh one", err, again.UUID, got.UUID)
+	}
 
 	if _, err := (entryUnmarshaller{}).Unmarshal(map[string]any{"other": "x"}); err == nil {
 		t.Fatal("an entry with neither a message nor a payload: want an error")
