@@ -548,8 +548,10 @@ func TestTransportLetsGoOfGorillasConnectionAndStillClosesOnce(t *testing.T) {
 	})
 }
 
-func TestConnectedSocketKeepsTheRequestButNotTheHandshakesCopiesOfIt(t *testing.T) {
-	const secret = "handshake-test-secret-handshake-t"
+// serveBridge starts a bridge verifying tokens with secret behind a test
+// HTTP server; both stop when the test ends.
+func serveBridge(t *testing.T, secret string) (*Bridge, *httptest.Server) {
+	t.Helper()
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "socket_errors_total"}, []string{"type"})
 	b, err := New(Config{Auth: AuthConfig{Secret: secret}, OutboundTopic: "out", InboundTopic: "in"},
 		nopPublisher{}, NewMetrics(prometheus.NewRegistry(), errs), slog.New(slog.DiscardHandler))
@@ -557,8 +559,16 @@ func TestConnectedSocketKeepsTheRequestButNotTheHandshakesCopiesOfIt(t *testing.
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(b.Handler())
-	defer srv.Close()
-	defer b.Close()
+	t.Cleanup(func() {
+		b.Close()
+		srv.Close()
+	})
+	return b, srv
+}
+
+func TestConnectedSocketKeepsTheRequestButNotTheHandshakesCopiesOfIt(t *testing.T) {
+	const secret = "handshake-test-secret-handshake-t"
+	b, srv := serveBridge(t, secret)
 	c, _, err := ws.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/socket.io/?EIO=4&transport=websocket&app=x",
 		http.Header{"User-Agent": {"handshake-test"}})
 	if err != nil {
@@ -597,15 +607,7 @@ func TestConnectedSocketKeepsTheRequestButNotTheHandshakesCopiesOfIt(t *testing.
 // connection is authenticated, and its handshake built, from that copy.
 func TestConnectingAgainOnOneConnectionReadsTheHandshakesRequest(t *testing.T) {
 	const secret = "reconnect-test-secret-reconnect-t"
-	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "socket_errors_total"}, []string{"type"})
-	b, err := New(Config{Auth: AuthConfig{Secret: secret}, OutboundTopic: "out", InboundTopic: "in"},
-		nopPublisher{}, NewMetrics(prometheus.NewRegistry(), errs), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(b.Handler())
-	defer srv.Close()
-	defer b.Close()
+	b, srv := serveBridge(t, secret)
 	token, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "again-user", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
 	c, _, err := ws.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/socket.io/?EIO=4&transport=websocket&app=x",
 		http.Header{"Authorization": {"Bearer " + token}, "Origin": {"http://app.example"}, "User-Agent": {"again-test"}})
