@@ -129,6 +129,8 @@ func printReport(w io.Writer, env environment, cfg config, targets []target, sce
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Ratios are web3-socket / Node: above 1 is better for deliveries/s, below 1 is better for latency, CPU and memory.")
+	fmt.Fprintln(w, "Machine CPU busy is the busy share of all CPUs' time in the measured phase (/proc/stat), by every process: near")
+	fmt.Fprintln(w, "100% the scenario measured what the machine could do, shared by generator, servers and broker, not what a server could.")
 	printRedisSummary(w, results)
 	printKafkaSummary(w, results)
 }
@@ -368,6 +370,7 @@ func rowsOf(sc string) []row {
 	serverCPU := row{"server CPU (s)", func(r *result) string { return seconds(r.serverCPU) },
 		func(r *result) float64 { return r.serverCPU.Seconds() }}
 	genCPU := row{"generator CPU (s)", func(r *result) string { return seconds(r.genCPU) }, nil}
+	machine := row{"machine CPU busy, all processes", func(r *result) string { return busyPercent(r.machineBusy) }, nil}
 	dropped := row{"connections dropped by server", func(r *result) string { return count(r.dropped) }, nil}
 	peak := row{"server peak RSS (MiB)", func(r *result) string { return fmt.Sprintf("%.1f", mib(r.peakRSS)) },
 		func(r *result) float64 { return mib(r.peakRSS) }}
@@ -384,7 +387,7 @@ func rowsOf(sc string) []row {
 			serverCPU,
 			{"server CPU per 1,000 consumed (ms)", func(r *result) string { return millis(r.cpuPerThousand()) }, nil},
 			{brokerCPU, brokerCPUValue, nil},
-			genCPU,
+			genCPU, machine,
 			{"backlog: consumed per instance", func(r *result) string { return orDash(joinEach(r.backlogConsumed, count)) }, nil},
 			{"backlog: resumed → last consumed (s)", func(r *result) string { return orDash(joinEach(r.backlogSpan, seconds)) }, nil},
 			{"backlog: drained per instance (msg/s)", func(r *result) string { return backlogRates(r, " · ") }, nil},
@@ -437,14 +440,14 @@ func rowsOf(sc string) []row {
 		serverCPU,
 		{"server CPU per 1,000 deliveries (ms)", func(r *result) string { return millis(r.cpuPerThousand()) },
 			func(r *result) float64 { return r.cpuPerThousand().Seconds() }},
-		genCPU, peak, status,
+		genCPU, machine, peak, status,
 	}
 	if n > 1 {
 		extra := []row{
 			{brokerCPU, brokerCPUValue, func(r *result) float64 { return r.brokerCPU.Seconds() }},
 			{"bus consumed per instance (msg/s)", func(r *result) string { return busRates(r, " · ") }, nil},
 		}
-		at := len(rows) - 3 // before generator CPU, peak RSS and status
+		at := len(rows) - 4 // before generator CPU, machine, peak RSS and status
 		rows = append(rows[:at], append(extra, rows[at:]...)...)
 	}
 	return rows
@@ -485,6 +488,15 @@ func notesOf(r *result) []string {
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+
+// busyPercent formats a busy share of the machine's CPU time, "–" when it
+// was not measured.
+func busyPercent(share float64) string {
+	if share <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", share*100)
+}
 
 func millis(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
 

@@ -136,6 +136,10 @@ type result struct {
 	// serverCPU and genCPU cover the measured phase: publishing and
 	// delivering, or for idle connecting and settling.
 	serverCPU, genCPU time.Duration
+	// machineBusy is the share of all the machine's CPU time that was busy
+	// in the measured phase, whatever used it: near 1, the scenario
+	// measured what the machine could do, not what the server could.
+	machineBusy float64
 	// rssBefore and rssAfter frame the idle connections; peakRSS is VmHWM
 	// at the end of the scenario.
 	rssBefore, rssAfter, peakRSS int64
@@ -350,6 +354,7 @@ func (b *bench) delivery(ctx context.Context, d *deployment, r *result, logf fun
 	cpu0, _ := d.cpu()
 	broker0 := d.brokerCPU()
 	gen0 := selfCPU()
+	machine0, _ := readCPUTimes()
 	sent := make(chan sendResult, 1)
 	go func() { sent <- pub.run(ctx, total) }()
 
@@ -398,6 +403,9 @@ wait:
 	}
 	cpu1, _ := d.cpu()
 	r.serverCPU, r.genCPU, r.brokerCPU = cpu1-cpu0, selfCPU()-gen0, d.brokerCPU()-broker0
+	if machine1, ok := readCPUTimes(); ok {
+		r.machineBusy = busyShare(machine0, machine1)
+	}
 	if !sendDone {
 		r.send = <-sent // the publisher stops with ctx
 		r.expected = expected(r.send.accepted, clients, stride)

@@ -51,6 +51,7 @@ func (b *bench) busLoad(ctx context.Context, d *deployment, r *result, logf func
 	cpu0, _ := d.cpu()
 	broker0 := d.brokerCPU()
 	gen0 := selfCPU()
+	machine0, _ := readCPUTimes()
 	added := make(chan sendResult, 1)
 	go func() { added <- add(ctx, 0) }()
 
@@ -72,6 +73,9 @@ func (b *bench) busLoad(ctx context.Context, d *deployment, r *result, logf func
 	}
 	cpu1, _ := d.cpu()
 	r.serverCPU, r.genCPU, r.brokerCPU = cpu1-cpu0, selfCPU()-gen0, d.brokerCPU()-broker0
+	if machine1, ok := readCPUTimes(); ok {
+		r.machineBusy = busyShare(machine0, machine1)
+	}
 	if !addDone {
 		r.send = <-added // the writer stops with ctx
 	}
