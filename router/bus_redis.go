@@ -176,7 +176,7 @@ func entryUUID() string {
 
 func (entryUnmarshaller) Unmarshal(values map[string]any) (*message.Message, error) {
 	if _, ok := values[redisstream.UUIDHeaderKey]; ok {
-		return redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(values)
+		return unmarshalAdapterEntry(values)
 	}
 	payload, _ := values["payload"].(string)
 	if payload == "" {

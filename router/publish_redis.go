@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 )
@@ -38,7 +37,7 @@ func (p *redisPublisher) Publish(topic string, msgs ...*message.Message) error {
 	if len(msgs) == 1 {
 		// One entry is all or nothing by itself: no MULTI/EXEC around it,
 		// and it may share a round trip with other callers' entries.
-		values, err := redisstream.DefaultMarshallerUnmarshaller{}.Marshal(topic, msgs[0])
+		values, err := marshalEntry(msgs[0])
 		if err != nil {
 			return fmt.Errorf("message %s: %w", msgs[0].UUID, err)
 		}
@@ -52,7 +51,7 @@ func (p *redisPublisher) Publish(topic string, msgs ...*message.Message) error {
 	added := make([]map[string]any, 0, len(msgs))
 	_, err := p.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		for _, msg := range msgs {
-			values, err := redisstream.DefaultMarshallerUnmarshaller{}.Marshal(topic, msg)
+			values, err := marshalEntry(msg)
 			if err != nil {
 				return fmt.Errorf("message %s: %w", msg.UUID, err)
 			}
