@@ -14,16 +14,7 @@ func TestEntryUnmarshallerReadsAdapterAndPayloadOnlyEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// go-redis hands values back as strings.
-	stored := map[string]any{}
-	for k, v := range values {
-		switch x := v.(type) {
-		case []byte:
-			stored[k] = string(x)
-		default:
-			stored[k] = x
-		}
-	}
+	stored := asRead(values)
 	got, err := entryUnmarshaller{}.Unmarshal(stored)
 	if err != nil || got.UUID != "uuid-1" || string(got.Payload) != `{"v":1}` || got.Metadata.Get("kind") != "deliver" {
 		t.Fatalf("adapter entry: %v, %+v", err, got)

@@ -84,15 +84,10 @@ const (
 // forms, as the msgpack library writes it (keys in map order, which the
 // library does not sort either).
 func appendMetadata(b []byte, md message.Metadata) []byte {
-	switch n := len(md); {
-	case n < 16:
+	if n := len(md); n < 16 {
 		b = append(b, mpFixMap|byte(n))
-	case n < 1<<16:
-		b = append(b, mpMap16)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, mpMap32)
-		b = binary.BigEndian.AppendUint32(b, uint32(n))
+	} else {
+		b = appendSize(b, n, mpMap16, mpMap32)
 	}
 	for k, v := range md {
 		b = appendString(b, k)
@@ -107,14 +102,19 @@ func appendString(b []byte, s string) []byte {
 		b = append(b, mpFixStr|byte(n))
 	case n < 1<<8:
 		b = append(b, mpStr8, byte(n))
-	case n < 1<<16:
-		b = append(b, mpStr16)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
 	default:
-		b = append(b, mpStr32)
-		b = binary.BigEndian.AppendUint32(b, uint32(n))
+		b = appendSize(b, n, mpStr16, mpStr32)
 	}
 	return append(b, s...)
+}
+
+// appendSize appends the format byte c16 and n in 16 bits, or, when n needs
+// more, c32 and n in 32 bits.
+func appendSize(b []byte, n int, c16, c32 byte) []byte {
+	if n < 1<<16 {
+		return binary.BigEndian.AppendUint16(append(b, c16), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, c32), uint32(n))
 }
 
 // errNotStringMap says the metadata is msgpack this reader does not take
