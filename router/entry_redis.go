@@ -20,11 +20,20 @@ import (
 // Anything else in the metadata field (another writer's msgpack) is handed
 // to the library, which reads what it can as before.
 
+// entryFields are the fields of a stream entry as the adapter writes them.
+// A publisher keeps them for a replay after a Redis restart: flat, they
+// hold no map and no boxed values per entry, only the bytes.
+type entryFields struct {
+	uuid     string
+	metadata []byte // msgpack; nil for a message without metadata
+	payload  []byte
+}
+
 // marshalEntry returns the fields of msg's stream entry, as the adapter's
 // marshaller does.
-func marshalEntry(msg *message.Message) (map[string]any, error) {
+func marshalEntry(msg *message.Message) (entryFields, error) {
 	if msg.Metadata.Get(redisstream.UUIDHeaderKey) != "" {
-		return nil, fmt.Errorf("metadata %s is reserved by watermill for message UUID", redisstream.UUIDHeaderKey)
+		return entryFields{}, fmt.Errorf("metadata %s is reserved by watermill for message UUID", redisstream.UUIDHeaderKey)
 	}
 	var md []byte
 	if len(msg.Metadata) > 0 {
@@ -34,11 +43,12 @@ func marshalEntry(msg *message.Message) (map[string]any, error) {
 		}
 		md = appendMetadata(make([]byte, 0, size), msg.Metadata)
 	}
-	return map[string]any{
-		redisstream.UUIDHeaderKey: msg.UUID,
-		"metadata":                md,
-		"payload":                 []byte(msg.Payload),
-	}, nil
+	return entryFields{uuid: msg.UUID, metadata: md, payload: msg.Payload}, nil
+}
+
+// values returns the field-value pairs of an XADD.
+func (f entryFields) values() []any {
+	return []any{redisstream.UUIDHeaderKey, f.uuid, "metadata", f.metadata, "payload", f.payload}
 }
 
 // unmarshalAdapterEntry reads an entry the adapter's marshaller (or

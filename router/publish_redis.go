@@ -37,33 +37,33 @@ func (p *redisPublisher) Publish(topic string, msgs ...*message.Message) error {
 	if len(msgs) == 1 {
 		// One entry is all or nothing by itself: no MULTI/EXEC around it,
 		// and it may share a round trip with other callers' entries.
-		values, err := marshalEntry(msgs[0])
+		fields, err := marshalEntry(msgs[0])
 		if err != nil {
 			return fmt.Errorf("message %s: %w", msgs[0].UUID, err)
 		}
-		if err := p.group.add(p, &xaddRequest{topic: topic, values: values}); err != nil {
+		if err := p.group.add(p, &xaddRequest{topic: topic, fields: fields}); err != nil {
 			return fmt.Errorf("xadd to %s: %w", topic, err)
 		}
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
-	added := make([]map[string]any, 0, len(msgs))
+	added := make([]entryFields, 0, len(msgs))
 	_, err := p.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		for _, msg := range msgs {
-			values, err := marshalEntry(msg)
+			fields, err := marshalEntry(msg)
 			if err != nil {
 				return fmt.Errorf("message %s: %w", msg.UUID, err)
 			}
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: topic, Values: values, MaxLen: p.maxLen, Approx: true})
-			added = append(added, values)
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: topic, Values: fields.values(), MaxLen: p.maxLen, Approx: true})
+			added = append(added, fields)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("xadd %d entries to %s: %w", len(msgs), topic, err)
 	}
-	p.recent.add(topic, added)
+	p.recent.add(topic, added...)
 	return nil
 }
 
@@ -94,7 +94,7 @@ type xaddGroup struct {
 
 type xaddRequest struct {
 	topic  string
-	values map[string]any
+	fields entryFields
 	err    error
 	// done is closed when the entry was written (err set), or when its
 	// caller is to write the queue (lead).
@@ -157,16 +157,16 @@ func (g *xaddGroup) write(p *redisPublisher, batch []*xaddRequest) {
 	defer cancel()
 	if len(batch) == 1 {
 		r := batch[0]
-		r.err = p.client.XAdd(ctx, &redis.XAddArgs{Stream: r.topic, Values: r.values, MaxLen: p.maxLen, Approx: true}).Err()
+		r.err = p.client.XAdd(ctx, &redis.XAddArgs{Stream: r.topic, Values: r.fields.values(), MaxLen: p.maxLen, Approx: true}).Err()
 		if r.err == nil {
-			p.recent.add(r.topic, []map[string]any{r.values})
+			p.recent.add(r.topic, r.fields)
 		}
 		return
 	}
 	pipe := p.client.Pipeline()
 	cmds := make([]*redis.StringCmd, len(batch))
 	for i, r := range batch {
-		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: r.topic, Values: r.values, MaxLen: p.maxLen, Approx: true})
+		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: r.topic, Values: r.fields.values(), MaxLen: p.maxLen, Approx: true})
 	}
 	_, execErr := pipe.Exec(ctx)
 	for i, r := range batch {
@@ -180,7 +180,7 @@ func (g *xaddGroup) write(p *redisPublisher, batch []*xaddRequest) {
 			}
 		}
 		if r.err == nil {
-			p.recent.add(r.topic, []map[string]any{r.values})
+			p.recent.add(r.topic, r.fields)
 		}
 	}
 }

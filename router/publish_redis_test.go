@@ -78,9 +78,9 @@ func TestRedisPublisherGroupGivesEachEntryItsOwnFate(t *testing.T) {
 	}
 	pub := &redisPublisher{client: client, timeout: 5 * time.Second}
 	batch := []*xaddRequest{
-		{topic: "fates", values: map[string]any{"payload": "1"}},
-		{topic: "not-a-stream", values: map[string]any{"payload": "2"}},
-		{topic: "fates", values: map[string]any{"payload": "3"}},
+		{topic: "fates", fields: entryFields{payload: []byte("1")}},
+		{topic: "not-a-stream", fields: entryFields{payload: []byte("2")}},
+		{topic: "fates", fields: entryFields{payload: []byte("3")}},
 	}
 	pub.group.write(pub, batch)
 	if batch[0].err != nil || batch[2].err != nil {
@@ -108,8 +108,8 @@ func TestRedisPublisherGroupFailsEveryEntryWhenRedisIsAway(t *testing.T) {
 	r.Stop()
 	pub := &redisPublisher{client: client, timeout: 2 * time.Second}
 	batch := []*xaddRequest{
-		{topic: "away", values: map[string]any{"payload": "1"}},
-		{topic: "away", values: map[string]any{"payload": "2"}},
+		{topic: "away", fields: entryFields{payload: []byte("1")}},
+		{topic: "away", fields: entryFields{payload: []byte("2")}},
 	}
 	start := time.Now()
 	pub.group.write(pub, batch)

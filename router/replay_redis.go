@@ -31,7 +31,7 @@ const restartCheckInterval = time.Second
 
 type replayEntry struct {
 	topic  string
-	values map[string]any
+	fields entryFields
 	at     time.Time
 }
 
@@ -41,12 +41,12 @@ type replayBuffer struct {
 	entries []replayEntry
 }
 
-func (r *replayBuffer) add(topic string, values []map[string]any) {
+func (r *replayBuffer) add(topic string, entries ...entryFields) {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, v := range values {
-		r.entries = append(r.entries, replayEntry{topic: topic, values: v, at: now})
+	for _, f := range entries {
+		r.entries = append(r.entries, replayEntry{topic: topic, fields: f, at: now})
 	}
 	drop := max(0, len(r.entries)-replayMax)
 	for drop < len(r.entries) && now.Sub(r.entries[drop].at) > replayWindow {
@@ -112,7 +112,7 @@ func (b *redisBus) replay(ctx context.Context) bool {
 	defer cancel()
 	_, err := b.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for _, e := range entries {
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: e.topic, Values: e.values, MaxLen: b.cfg.StreamMaxLen, Approx: true})
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: e.topic, Values: e.fields.values(), MaxLen: b.cfg.StreamMaxLen, Approx: true})
 		}
 		return nil
 	})
