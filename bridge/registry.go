@@ -202,7 +202,11 @@ func (b *Bridge) DisconnectUser(user string) {
 		// reconnects. So send the packet and leave the closing to the client
 		// (the official one closes its connection once it has no namespace
 		// left), closing it ourselves after a grace period otherwise.
-		s.Disconnect(false)
+		//
+		// On the socket's task queue: a socket is registered before its
+		// "connection" handlers run, and its disconnect must come after
+		// them, as every other close of a socket does.
+		s.Enqueue(func() { s.Disconnect(false) })
 		conn := s.Conn()
 		time.AfterFunc(disconnectGrace, func() { conn.Close(false) })
 	}

@@ -150,22 +150,35 @@ func (c *Client) connect(name string, auth map[string]any) {
 	})
 }
 
-// doConnect connects a client to a namespace and adds the socket to the client.
+// doConnect connects a client to a namespace; the namespace attaches the socket.
 func (c *Client) doConnect(name string, auth map[string]any) {
 	nsp := c.server.Of(name, nil)
 	nsp.Add(c, auth, func(socket *Socket) {
-		c.socketsMu.Lock()
-		if i := slices.IndexFunc(c.sockets, func(s *Socket) bool { return s.Id() == socket.Id() }); i >= 0 {
-			c.sockets[i] = socket
-		} else {
-			c.sockets = append(c.sockets, socket)
-		}
-		c.socketsMu.Unlock()
 		if connectTimeout := c.connectTimeout.Load(); connectTimeout != nil {
 			utils.ClearTimeout(connectTimeout)
 			c.connectTimeout.Store(nil)
 		}
 	})
+}
+
+// attach adds a socket that is connecting to the client's sockets and marks
+// it connected, unless the client has closed: then it reports false and the
+// socket must not connect. onclose marks the client closed before it takes the
+// sockets, under the same lock, so a socket is either refused here or closed
+// there. (Patched by web3-socket; see third_party/README.md.)
+func (c *Client) attach(socket *Socket) bool {
+	c.socketsMu.Lock()
+	defer c.socketsMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	socket.connected.Store(true)
+	if i := slices.IndexFunc(c.sockets, func(s *Socket) bool { return s.Id() == socket.Id() }); i >= 0 {
+		c.sockets[i] = socket
+	} else {
+		c.sockets = append(c.sockets, socket)
+	}
+	return true
 }
 
 // _disconnect disconnects from all namespaces and closes the transport.
@@ -285,8 +298,16 @@ func (c *Client) onclose(args ...any) {
 	c.destroy()
 
 	// `nsps` and `sockets` are cleaned up seamlessly
+	//
+	// A socket closes on its task queue, after what is queued before it: its
+	// "connection" handlers (the connection may close while they run, or
+	// while the CONNECT packet is written) and the packets read before the
+	// close. "disconnect" then never comes before "connection" nor runs
+	// while an event handler does, as in Node's event loop. Upstream closed
+	// it here, on the goroutine that saw the connection close. (Patched by
+	// web3-socket; see third_party/README.md.)
 	for _, socket := range c.takeSockets(true) {
-		socket._onclose(args...)
+		socket.Enqueue(func() { socket._onclose(args...) })
 	}
 
 	c.decoder.Destroy() // clean up decoder

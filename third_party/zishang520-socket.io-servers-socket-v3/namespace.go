@@ -335,6 +335,19 @@ func (n *namespace) _doConnect(socket *Socket, fn func(*Socket)) {
 	// track socket
 	n.sockets.Store(socket.Id(), socket)
 
+	// The client knows the socket, and the socket is connected, before its
+	// CONNECT packet is written: what the client sends once it reads CONNECT
+	// finds the socket, and a close of the connection from then on closes it.
+	// Upstream wrote CONNECT first, and a packet read before the client knew
+	// the socket closed the connection as "invalid state", leaving the socket
+	// connected. A connection closed before this point takes no socket.
+	// (Patched by web3-socket; see third_party/README.md.)
+	if !socket.client.attach(socket) {
+		namespaceLog.Debug("the connection closed while the socket connected - ignoring socket")
+		socket._cleanup()
+		return
+	}
+
 	// it's paramount that the internal `onconnect` logic
 	// fires before user-set events to prevent state order
 	// violations (such as a disconnection before the connection

@@ -119,6 +119,11 @@ type (
 		//		fmt.Println(socket.Connected()) // true
 		//	})
 		connected atomic.Bool
+		// closed is set by the one _onclose that closes the socket: a socket
+		// closed from two goroutines at once (its connection's close and a
+		// Disconnect) emits "disconnect" once. (Patched by web3-socket; see
+		// third_party/README.md.)
+		closed atomic.Bool
 
 		// The session ID, which must not be shared (unlike [id]).
 		pid PrivateSessionId
@@ -477,7 +482,8 @@ func (s *Socket) leaveAll() {
 func (s *Socket) _onconnect() {
 	socketLog.Debug("socket connected - writing packet")
 
-	s.connected.Store(true)
+	// Connected already: the client marks it so when it attaches it.
+	// (Patched by web3-socket; see third_party/README.md.)
 
 	s.Join(Room(s.id))
 	if s.Conn().Protocol() == 3 {
@@ -592,7 +598,7 @@ func (s *Socket) _onerror(err any) {
 // Param: reason
 // Param: description
 func (s *Socket) _onclose(args ...any) {
-	if !s.Connected() {
+	if !s.Connected() || !s.closed.CompareAndSwap(false, true) {
 		return
 	}
 	socketLog.Debug("closing socket - reason %v", slices.TryGet(args, 0))
