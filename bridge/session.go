@@ -62,8 +62,11 @@ type sessions struct {
 	bySid map[socket.SocketId]string
 	dirty map[string]struct{}
 	// ended holds the sessions that ended since the last flush: to keep
-	// (recoverable) or to delete (nil).
-	ended map[string]*storedSession
+	// (recoverable) or to delete (nil). saving holds what the flush under
+	// way is writing, until it is done: the store may still have an older
+	// copy of those sessions.
+	ended  map[string]*storedSession
+	saving map[string]*storedSession
 }
 
 // sessionFlushInterval is how often new sessions and room changes are saved:
@@ -132,11 +135,14 @@ func (ss *sessions) save(ctx context.Context, pid string, s storedSession) error
 	return ss.store.Set(ctx, ss.key(pid), b, ss.window)
 }
 
-// load returns a kept session: one that ended here and is not flushed yet,
-// or one from the store.
+// load returns a kept session: one that ended here and is not flushed yet
+// (or is being written), or one from the store.
 func (ss *sessions) load(ctx context.Context, pid string) (storedSession, bool, error) {
 	ss.mu.Lock()
 	ended, here := ss.ended[pid]
+	if !here {
+		ended, here = ss.saving[pid]
+	}
 	ss.mu.Unlock()
 	if here {
 		if ended == nil {
@@ -193,7 +199,13 @@ func (ss *sessions) flush(ctx context.Context) {
 	}
 	clear(ss.dirty)
 	clear(ss.ended)
+	ss.saving = pending
 	ss.mu.Unlock()
+	defer func() {
+		ss.mu.Lock()
+		ss.saving = nil
+		ss.mu.Unlock()
+	}()
 	var failed error
 	for pid, s := range pending {
 		if failed == nil {

@@ -84,6 +84,53 @@ func TestEndedSessionsAreKeptThroughAFailingStore(t *testing.T) {
 	}
 }
 
+// heldStore holds its first Set until released: a flush caught writing.
+type heldStore struct {
+	flakyStore
+	writing, release chan struct{}
+}
+
+func (h *heldStore) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if h.writing != nil {
+		close(h.writing)
+		h.writing = nil
+		<-h.release
+	}
+	return h.flakyStore.Set(ctx, key, value, ttl)
+}
+
+// A client that comes back while the flush is writing its session must get
+// that session, not the older copy the store still has (saved while it was
+// connected, before it joined a room).
+func TestASessionBeingWrittenIsLoadedAsEnded(t *testing.T) {
+	store := &heldStore{flakyStore: flakyStore{kv: map[string][]byte{}}, writing: make(chan struct{}), release: make(chan struct{})}
+	writing := store.writing
+	ss := newSessions(store, "s:", time.Minute, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	store.kv["s:p1"] = []byte(`{"sid":"sid1","user":"alice","rooms":["user:alice"]}`)
+	ss.live["p1"] = liveSession{user: "alice"}
+	ss.disconnected("p1", "sid1", []socket.Room{"room:news", "user:alice", "sid1"}, true)
+
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		ss.flush(ctx)
+	}()
+	<-writing
+	got, ok, err := ss.load(ctx, "p1")
+	close(store.release)
+	<-flushed
+	if err != nil || !ok || strings.Join(got.Rooms, ",") != "room:news,user:alice" {
+		t.Fatalf("load while the flush writes = %+v %v %v, want alice with room:news and user:alice", got, ok, err)
+	}
+	if got, ok, _ := ss.load(ctx, "p1"); !ok || len(got.Rooms) != 2 {
+		t.Fatalf("load after the flush = %+v %v, want the written session", got, ok)
+	}
+	if len(ss.saving) != 0 {
+		t.Fatalf("%d sessions still marked as being written after the flush", len(ss.saving))
+	}
+}
+
 func TestReachesFollowsUsersRoomsSocketsAndExclusions(t *testing.T) {
 	rooms := typesSet("room:news")
 	for _, tt := range []struct {
