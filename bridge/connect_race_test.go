@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,5 +192,34 @@ func TestDisconnectingAUserWhoseSocketConnectsLeavesNothing(t *testing.T) {
 	})
 	if len(b.registry.sockets("sent-away")) != 0 || sent.Connected() {
 		t.Fatal("the disconnected socket is still registered or connected")
+	}
+}
+
+// A socket closed again while it closes (here from its own "disconnecting"
+// handler; in production from another goroutine) emits "disconnect" once,
+// and the bridge counts it down once.
+func TestASocketClosedTwiceAtOnceClosesOnce(t *testing.T) {
+	const secret = "connect-race-secret-connect-race-s"
+	b, srv := serveBridge(t, secret)
+	var disconnects atomic.Int32
+	_ = b.io.Sockets().On("connection", func(args ...any) {
+		s := args[0].(*socket.Socket)
+		_ = s.On("disconnecting", func(...any) { s.Disconnect(false) })
+		_ = s.On("disconnect", func(...any) { disconnects.Add(1) })
+	})
+	c := dialAs(t, srv.URL, secret, "twice")
+	readConnect(t, c)
+	if err := c.WriteMessage(ws.TextMessage, []byte("41")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the socket did not disconnect", func() bool { return disconnects.Load() > 0 })
+	waitUntil(t, "the socket is still counted as an active connection", func() bool {
+		return testutil.ToFloat64(b.metrics.connectionsActive) <= 0
+	})
+	// A second "disconnect" would follow the first at once, on the same
+	// goroutine; the connection then serves a new socket.
+	readConnect(t, c)
+	if n, active := disconnects.Load(), testutil.ToFloat64(b.metrics.connectionsActive); n != 1 || active != 1 {
+		t.Fatalf("%d disconnects and %v active connections, want 1 and 1 (the new socket)", n, active)
 	}
 }

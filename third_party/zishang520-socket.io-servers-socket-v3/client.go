@@ -161,18 +161,18 @@ func (c *Client) doConnect(name string, auth map[string]any) {
 	})
 }
 
-// attach adds a socket that is connecting to the client's sockets and marks
-// it connected, unless the client has closed: then it reports false and the
-// socket must not connect. onclose marks the client closed before it takes the
-// sockets, under the same lock, so a socket is either refused here or closed
-// there. (Patched by web3-socket; see third_party/README.md.)
+// attach adds a socket that is connecting to the client's sockets, unless
+// the client has closed: then it reports false and the socket must not
+// connect. onclose marks the client closed before it takes the sockets, under
+// the same lock, so a socket is either refused here or closed there (on its
+// task queue, after the connect). (Patched by web3-socket; see
+// third_party/README.md.)
 func (c *Client) attach(socket *Socket) bool {
 	c.socketsMu.Lock()
 	defer c.socketsMu.Unlock()
 	if c.closed.Load() {
 		return false
 	}
-	socket.connected.Store(true)
 	if i := slices.IndexFunc(c.sockets, func(s *Socket) bool { return s.Id() == socket.Id() }); i >= 0 {
 		c.sockets[i] = socket
 	} else {

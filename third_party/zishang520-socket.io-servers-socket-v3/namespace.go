@@ -265,7 +265,10 @@ func (n *namespace) Add(client *Client, auth map[string]any, fn func(*Socket)) {
 	namespaceLog.Debug("adding socket to nsp %s", n.name)
 	socket := n._createSocket(client, auth)
 	if connectionStateRecovery := n.server.Opts().ConnectionStateRecovery(); connectionStateRecovery != nil && connectionStateRecovery.SkipMiddlewares() && socket.Recovered() && client.Conn().ReadyState() == "open" {
-		n._doConnect(socket, fn)
+		// On the socket's task queue, as every other connect: a close of
+		// the connection runs there too, after it. (Patched by web3-socket;
+		// see third_party/README.md.)
+		socket.Enqueue(func() { n._doConnect(socket, fn) })
 		return
 	}
 	n.run(socket, func(err *ExtendedError) {
@@ -335,9 +338,9 @@ func (n *namespace) _doConnect(socket *Socket, fn func(*Socket)) {
 	// track socket
 	n.sockets.Store(socket.Id(), socket)
 
-	// The client knows the socket, and the socket is connected, before its
-	// CONNECT packet is written: what the client sends once it reads CONNECT
-	// finds the socket, and a close of the connection from then on closes it.
+	// The client knows the socket before its CONNECT packet is written: what
+	// the client sends once it reads CONNECT finds the socket, and a close of
+	// the connection from then on closes it (on the task queue, after this).
 	// Upstream wrote CONNECT first, and a packet read before the client knew
 	// the socket closed the connection as "invalid state", leaving the socket
 	// connected. A connection closed before this point takes no socket.

@@ -482,8 +482,7 @@ func (s *Socket) leaveAll() {
 func (s *Socket) _onconnect() {
 	socketLog.Debug("socket connected - writing packet")
 
-	// Connected already: the client marks it so when it attaches it.
-	// (Patched by web3-socket; see third_party/README.md.)
+	s.connected.Store(true)
 
 	s.Join(Room(s.id))
 	if s.Conn().Protocol() == 3 {
