@@ -36,6 +36,11 @@ type RedisConfig struct {
 	// ClaimIdle is how long an entry of a consumer group stays pending (its
 	// consumer dead or stuck) before another consumer takes it over.
 	ClaimIdle time.Duration
+	// ReadInterval is the least time between two reads of a fan-out topic
+	// that got entries, unless the reader is behind (see streamReader): it
+	// trades up to that much delivery latency for fewer XREADs, which every
+	// XADD otherwise answers on every instance. 0 is off.
+	ReadInterval time.Duration
 }
 
 // redisBus shares topics between instances over Redis Streams, with the
@@ -74,6 +79,7 @@ func newRedisBus(cfg RedisConfig, metrics *Metrics, log *slog.Logger) (*redisBus
 	// No consumer group for fan-out: each instance reads the whole stream
 	// from the moment it subscribes.
 	fanOut := newStreamReader(client, metrics, log)
+	fanOut.interval = cfg.ReadInterval
 	b := &redisBus{client: client, cfg: cfg, pub: pub, fanOut: fanOut,
 		queues: map[string]*groupReader{}, log: log, metrics: metrics}
 	watchCtx, stop := context.WithCancel(context.Background())

@@ -25,6 +25,11 @@ type streamReader struct {
 	// count is how many entries one XREAD asks for; block how long it waits.
 	count int64
 	block time.Duration
+	// interval is the least time from one XREAD that got entries to the
+	// next, unless the first was full (the reader is behind): entries added
+	// meanwhile come in one read instead of one read each. 0 reads again as
+	// soon as the last read is handed over.
+	interval time.Duration
 	// fromStart reads each stream from its first entry instead of its end
 	// (Watermill's universal test suite expects old messages).
 	fromStart bool
@@ -115,8 +120,20 @@ func (s *streamReader) fetch(ctx context.Context, topic, after string, batches c
 		checked   = after
 		checkedAt time.Time
 		behind    bool
+		// next is when the next read may start (interval).
+		next time.Time
 	)
 	for ctx.Err() == nil {
+		if wait := time.Until(next); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+		readAt := time.Now()
 		args := &redis.XReadArgs{Streams: []string{topic, after}, Count: s.count, Block: s.block}
 		var xread *redis.XStreamSliceCmd
 		if s.metrics != nil && after != checked && (behind || time.Since(checkedAt) >= lagCheckEvery) {
@@ -168,6 +185,9 @@ func (s *streamReader) fetch(ctx context.Context, topic, after string, batches c
 			}
 		}
 		behind = s.count > 0 && int64(read) >= s.count
+		if s.interval > 0 && read > 0 && !behind {
+			next = readAt.Add(s.interval)
+		}
 		if len(msgs) == 0 {
 			continue
 		}

@@ -94,6 +94,7 @@ func New(cfg Config, log *slog.Logger, version string) (*App, error) {
 	bus, err := router.NewBus(router.BusConfig{Kind: cfg.Bus, Redis: router.RedisConfig{
 		URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort, Password: cfg.RedisPassword, DB: cfg.RedisDB,
 		TLS: cfg.RedisTLS, StreamMaxLen: cfg.RedisStreamMaxLen, Instance: cfg.InstanceID, ClaimIdle: cfg.RedisClaimIdle,
+		ReadInterval: cfg.RedisReadInterval,
 	}, Kafka: cfg.kafkaConfig(cfg.KafkaBrokers), Metrics: busMetrics, LogWindow: cfg.RecoveryWindow}, log)
 	if err != nil {
 		return nil, err

@@ -81,6 +81,10 @@ type Config struct {
 	// RedisClaimIdle is how long a consumer-group entry stays pending before
 	// another instance takes it over.
 	RedisClaimIdle time.Duration `koanf:"redis_claim_idle"`
+	// RedisReadInterval is the least time between two reads of a fan-out
+	// stream that got entries (unless the reader is behind): up to that much
+	// latency for fewer XREADs on Redis. 0 (the default) is off.
+	RedisReadInterval time.Duration `koanf:"redis_read_interval"`
 
 	// RecoveryWindow is how long a disconnected client may come back, to
 	// this instance or another, and get its id, rooms and missed messages

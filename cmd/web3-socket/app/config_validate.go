@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Minimum lengths enforced in production.
@@ -162,6 +163,9 @@ func (c Config) Validate() error {
 	}
 	if c.RedisClaimIdle <= 0 {
 		fail("REDIS_CLAIM_IDLE: %s: want more than 0", c.RedisClaimIdle)
+	}
+	if c.RedisReadInterval < 0 || c.RedisReadInterval > time.Second {
+		fail("REDIS_READ_INTERVAL: %s: want 0 (off) to 1s", c.RedisReadInterval)
 	}
 	if c.RedisStreamMaxLen < 0 {
 		fail("REDIS_STREAM_MAXLEN: %d: want 0 (no trimming) or more", c.RedisStreamMaxLen)
