@@ -40,6 +40,13 @@ type KafkaConfig struct {
 	SASLPassword  string
 	// Partitions is the partition count of the topics the bus creates.
 	Partitions int32
+	// FetchMinBytes is how much a consumer's fetch asks the broker to wait
+	// for, up to FetchMaxWait, before it answers (sarama's Consumer.Fetch.Min
+	// and Consumer.MaxWaitTime; 0 keeps sarama's 1 byte and 500ms). More
+	// than a message's size trades up to FetchMaxWait of delivery latency
+	// for fewer fetches, which are most of a busy broker's work.
+	FetchMinBytes int32
+	FetchMaxWait  time.Duration
 
 	// fromStart makes fan-out subscribers and new groups read each topic
 	// from its first message (Watermill's universal test suite expects
@@ -78,8 +85,21 @@ func (c KafkaConfig) Validate() error {
 	if c.Partitions < 0 {
 		return fmt.Errorf("kafka: %d partitions: want 1 or more", c.Partitions)
 	}
+	if c.FetchMinBytes < 0 || c.FetchMinBytes > maxFetchMinBytes {
+		return fmt.Errorf("kafka: fetch minimum %d bytes: want 1 to %d", c.FetchMinBytes, maxFetchMinBytes)
+	}
+	if c.FetchMaxWait < 0 || c.FetchMaxWait%time.Millisecond != 0 || c.FetchMaxWait > maxFetchMaxWait {
+		return fmt.Errorf("kafka: fetch wait %s: want whole milliseconds, 1ms to %s", c.FetchMaxWait, maxFetchMaxWait)
+	}
 	return nil
 }
+
+// A fetch asks for at most a partition's default fetch size (1 MiB), and
+// waits well within the client's read timeout (10s).
+const (
+	maxFetchMinBytes = 1 << 20
+	maxFetchMaxWait  = 5 * time.Second
+)
 
 // saramaConfig returns the client settings shared by the producer, the
 // consumers and the admin client. Timeouts are short so that a REST publish
@@ -125,6 +145,12 @@ func (c KafkaConfig) saramaConfig() *sarama.Config {
 	sc.Producer.Partitioner = sarama.NewMurmur2Partitioner
 	sc.Consumer.Return.Errors = false // logged by sarama; nobody must drain them
 	sc.Consumer.Retry.Backoff = 250 * time.Millisecond
+	if c.FetchMinBytes > 0 {
+		sc.Consumer.Fetch.Min = c.FetchMinBytes
+	}
+	if c.FetchMaxWait > 0 {
+		sc.Consumer.MaxWaitTime = c.FetchMaxWait
+	}
 	return sc
 }
 

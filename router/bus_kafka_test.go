@@ -168,6 +168,47 @@ func TestKafkaFanOutSeesWhatIsPublishedRightAfterSubscribe(t *testing.T) {
 	}
 }
 
+// With fetches that ask for more than there is, a message still arrives once
+// the broker has waited the fetch's longest wait; sarama gets both settings,
+// and keeps its own without them.
+func TestKafkaFetchSettingsReachSaramaAndStillDeliverLoneMessages(t *testing.T) {
+	if sc := (KafkaConfig{}).saramaConfig(); sc.Consumer.Fetch.Min != 1 || sc.Consumer.MaxWaitTime != 500*time.Millisecond {
+		t.Fatalf("default fetch: %d bytes, %s; want sarama's 1 byte and 500ms", sc.Consumer.Fetch.Min, sc.Consumer.MaxWaitTime)
+	}
+	k := harness.StartKafka(t)
+	const wait = 300 * time.Millisecond
+	cfg := KafkaConfig{Brokers: strings.Split(k.Brokers, ","), Partitions: 1, FetchMinBytes: 1 << 20, FetchMaxWait: wait}
+	if sc := cfg.saramaConfig(); sc.Consumer.Fetch.Min != 1<<20 || sc.Consumer.MaxWaitTime != wait || sc.Validate() != nil {
+		t.Fatalf("fetch: %d bytes, %s (%v); want 1 MiB and %s", sc.Consumer.Fetch.Min, sc.Consumer.MaxWaitTime, sc.Validate(), wait)
+	}
+	bus, err := newKafkaBus(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bus.Close() })
+	topic := "fetch-" + watermill.NewShortUUID()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ch, err := bus.FanOut().Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // far less than 1 MiB each time
+		if err := bus.Publisher().Publish(topic, message.NewMessage(fmt.Sprint("m", i), []byte("{}"))); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-ch:
+			if m.UUID != fmt.Sprint("m", i) {
+				t.Fatalf("got %s, want m%d", m.UUID, i)
+			}
+			m.Ack()
+		case <-ctx.Done():
+			t.Fatalf("m%d never arrived: the fetch waits for its minimum past its longest wait", i)
+		}
+	}
+}
+
 // TestKafkaWorkQueueSharesMessagesAndANewGroupStartsAtSubscribe: a brand new
 // group skips what was published before it subscribed but gets everything
 // published right after (even before it has finished joining), and two
@@ -284,6 +325,10 @@ func TestKafkaConfigValidate(t *testing.T) {
 		{"unknown sasl", KafkaConfig{Brokers: []string{"k:9092"}, SASLMechanism: "GSSAPI"}, `"GSSAPI"`},
 		{"scram", KafkaConfig{Brokers: []string{"k:9092"}, SASLMechanism: SASLScramSHA512, SASLUser: "u"}, ""},
 		{"negative partitions", KafkaConfig{Brokers: []string{"k:9092"}, Partitions: -1}, "-1 partitions"},
+		{"fetch settings", KafkaConfig{Brokers: []string{"k:9092"}, FetchMinBytes: 1 << 20, FetchMaxWait: 5 * time.Second}, ""},
+		{"fetch minimum over 1 MiB", KafkaConfig{Brokers: []string{"k:9092"}, FetchMinBytes: 1<<20 + 1}, "fetch minimum 1048577 bytes"},
+		{"fetch wait in microseconds", KafkaConfig{Brokers: []string{"k:9092"}, FetchMaxWait: 1500 * time.Microsecond}, "fetch wait 1.5ms"},
+		{"fetch wait over 5s", KafkaConfig{Brokers: []string{"k:9092"}, FetchMaxWait: 6 * time.Second}, "fetch wait 6s"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

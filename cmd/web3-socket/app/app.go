@@ -223,6 +223,7 @@ func (c Config) kafkaConfig(brokers []string) router.KafkaConfig {
 	return router.KafkaConfig{
 		Brokers: brokers, ClientID: c.KafkaClientID, TLS: c.KafkaTLS, SASLMechanism: c.KafkaSASLMechanism,
 		SASLUser: c.KafkaSASLUsername, SASLPassword: c.KafkaSASLPassword, Partitions: int32(c.KafkaPartitions),
+		FetchMinBytes: int32(c.KafkaFetchMinBytes), FetchMaxWait: c.KafkaFetchMaxWait,
 	}
 }
 

@@ -104,6 +104,12 @@ type Config struct {
 	// KafkaPartitions is the partition count of the topics web3-socket
 	// creates.
 	KafkaPartitions int `koanf:"kafka_partitions"`
+	// KafkaFetchMinBytes and KafkaFetchMaxWait: a consumer's fetch waits
+	// for this many bytes, or this long, before the broker answers (1 byte
+	// and 500ms, sarama's, by default: it answers as soon as there is one
+	// message).
+	KafkaFetchMinBytes int           `koanf:"kafka_fetch_min_bytes"`
+	KafkaFetchMaxWait  time.Duration `koanf:"kafka_fetch_max_wait"`
 	// AuditKafkaBrokers, with BUS=memory or redis, turns on the audit
 	// mirror: every inbound and outbound envelope is copied to the topics
 	// of the same names on these brokers (the KAFKA_CLIENT_ID, KAFKA_TLS and

@@ -149,6 +149,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		"KAFKA_BROKERS":      "k1:9092,k2:9092", "KAFKA_CLIENT_ID": "ws-1", "KAFKA_TLS": "true",
 		"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "ku", "KAFKA_SASL_PASSWORD": "kp",
 		"KAFKA_PARTITIONS": "12", "AUDIT_KAFKA_BROKERS": "a1:9092",
+		"KAFKA_FETCH_MIN_BYTES": "65536", "KAFKA_FETCH_MAX_WAIT": "5ms",
 	}
 	cfg, _, err := layers{env: env}.load(t)
 	if err != nil {
@@ -172,6 +173,7 @@ func TestLoadConfigReadsEverySettingFromItsVariable(t *testing.T) {
 		KafkaBrokers:      []string{"k1:9092", "k2:9092"}, KafkaClientID: "ws-1", KafkaTLS: true,
 		KafkaSASLMechanism: "SCRAM-SHA-512", KafkaSASLUsername: "ku", KafkaSASLPassword: "kp",
 		KafkaPartitions: 12, AuditKafkaBrokers: []string{"a1:9092"},
+		KafkaFetchMinBytes: 65536, KafkaFetchMaxWait: 5 * time.Millisecond,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("\n got %+v\nwant %+v", cfg, want)
@@ -483,6 +485,11 @@ func TestValidate(t *testing.T) {
 		{"negative read interval", func(c *Config) { c.RedisReadInterval = -time.Millisecond }, "REDIS_READ_INTERVAL: -1ms"},
 		{"read interval over a second", func(c *Config) { c.RedisReadInterval = 2 * time.Second }, "REDIS_READ_INTERVAL: 2s"},
 		{"read interval of a second", func(c *Config) { c.RedisReadInterval = time.Second }, ""},
+		{"no fetch minimum", func(c *Config) { c.KafkaFetchMinBytes = 0 }, "KAFKA_FETCH_MIN_BYTES: 0"},
+		{"fetch minimum over 1 MiB", func(c *Config) { c.KafkaFetchMinBytes = 1<<20 + 1 }, "KAFKA_FETCH_MIN_BYTES: 1048577"},
+		{"no fetch wait", func(c *Config) { c.KafkaFetchMaxWait = 0 }, "KAFKA_FETCH_MAX_WAIT: 0s"},
+		{"fetch wait below a millisecond", func(c *Config) { c.KafkaFetchMaxWait = 1500 * time.Microsecond }, "KAFKA_FETCH_MAX_WAIT: 1.5ms"},
+		{"fetch wait over 5s", func(c *Config) { c.KafkaFetchMaxWait = 6 * time.Second }, "KAFKA_FETCH_MAX_WAIT: 6s"},
 		{"negative API rate", func(c *Config) { c.APIRateLimit = -1 }, "API_RATE_LIMIT: -1"},
 		{"API rate without burst", func(c *Config) { c.APIRateLimit, c.APIRateBurst = 5, 0 }, "API_RATE_BURST: 0"},
 		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "SHUTDOWN_TIMEOUT: 0s"},

@@ -153,6 +153,12 @@ func (c Config) Validate() error {
 	if c.KafkaPartitions < 1 {
 		fail("KAFKA_PARTITIONS: %d: want 1 or more", c.KafkaPartitions)
 	}
+	if c.KafkaFetchMinBytes < 1 || c.KafkaFetchMinBytes > 1<<20 {
+		fail("KAFKA_FETCH_MIN_BYTES: %d: want 1 to 1048576", c.KafkaFetchMinBytes)
+	}
+	if c.KafkaFetchMaxWait < time.Millisecond || c.KafkaFetchMaxWait > 5*time.Second || c.KafkaFetchMaxWait%time.Millisecond != 0 {
+		fail("KAFKA_FETCH_MAX_WAIT: %s: want whole milliseconds, 1ms to 5s", c.KafkaFetchMaxWait)
+	}
 	if c.RedisURL != "" {
 		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
 			fail("REDIS_URL: not a redis://, rediss:// or unix:// URL")
