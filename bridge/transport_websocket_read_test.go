@@ -628,21 +628,7 @@ func TestConnectingAgainOnOneConnectionReadsTheHandshakesRequest(t *testing.T) {
 	}
 	connect := func(round string) *socket.Socket {
 		t.Helper()
-		if err := c.WriteMessage(ws.TextMessage, []byte("40")); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			_, m, err := c.ReadMessage()
-			if err != nil {
-				t.Fatalf("%s connect: %v", round, err)
-			}
-			if strings.HasPrefix(string(m), "44") {
-				t.Fatalf("%s connect refused: %s", round, m)
-			}
-			if strings.HasPrefix(string(m), "40") {
-				break
-			}
-		}
+		readConnect(t, c)
 		sockets := b.registry.sockets("again-user")
 		if len(sockets) != 1 {
 			t.Fatalf("%s connect: %d sockets of the user, want 1", round, len(sockets))
