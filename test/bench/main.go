@@ -306,7 +306,7 @@ func run(ctx context.Context, cfg config) error {
 			}
 			var r result
 			if ctx.Err() != nil {
-				r = result{scenario: sc, server: t.name, status: "interrupted"}
+				r = result{scenario: sc, server: t.name, status: "interrupted", redisReads: -1}
 			} else {
 				r = b.run(ctx, t, sc)
 			}

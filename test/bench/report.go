@@ -352,6 +352,13 @@ func rowsOf(sc string) []row {
 	if bus == busKafka {
 		brokerCPU, added, addTime, first = "Kafka broker CPU (s)", "records produced (acked)", "produce time (s)", "first produce → last consumed (s)"
 	}
+	// Reads per 1,000 messages published (or entries added).
+	redisReads := row{"Redis reads (XREAD) per 1,000 messages", func(r *result) string {
+		if r.redisReads < 0 || r.send.nAccepted == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.0f", r.readsPerThousand())
+	}, func(r *result) float64 { return r.readsPerThousand() }}
 	brokerCPUValue := func(r *result) string {
 		if bus == busKafka && r.brokerCPU == 0 {
 			return "–" // a broker the generator did not start
@@ -376,7 +383,7 @@ func rowsOf(sc string) []row {
 		func(r *result) float64 { return mib(r.peakRSS) }}
 
 	if sc == scenarioBus {
-		return []row{
+		rows := []row{
 			{added, func(r *result) string { return fmt.Sprintf("%d/%d", r.send.nAccepted, r.messages) }, nil},
 			{addTime, func(r *result) string { return seconds(r.send.end.Sub(r.send.start)) }, nil},
 			{"consumed per instance", func(r *result) string { return joinEach(r.busConsumed, count) }, nil},
@@ -387,6 +394,7 @@ func rowsOf(sc string) []row {
 			serverCPU,
 			{"server CPU per 1,000 consumed (ms)", func(r *result) string { return millis(r.cpuPerThousand()) }, nil},
 			{brokerCPU, brokerCPUValue, nil},
+			redisReads, // dropped below for Kafka
 			genCPU, machine,
 			{"backlog: consumed per instance", func(r *result) string { return orDash(joinEach(r.backlogConsumed, count)) }, nil},
 			{"backlog: resumed → last consumed (s)", func(r *result) string { return orDash(joinEach(r.backlogSpan, seconds)) }, nil},
@@ -404,6 +412,10 @@ func rowsOf(sc string) []row {
 			{"backlog: status", func(r *result) string { return orDash(abbreviate([]byte(r.backlogErr))) }, nil},
 			peak, status,
 		}
+		if bus != busRedis {
+			rows = slices.DeleteFunc(rows, func(r row) bool { return r.label == redisReads.label })
+		}
+		return rows
 	}
 	if sc == scenarioIdle {
 		return []row{
@@ -446,6 +458,9 @@ func rowsOf(sc string) []row {
 		extra := []row{
 			{brokerCPU, brokerCPUValue, func(r *result) float64 { return r.brokerCPU.Seconds() }},
 			{"bus consumed per instance (msg/s)", func(r *result) string { return busRates(r, " · ") }, nil},
+		}
+		if bus == busRedis {
+			extra = append(extra, redisReads)
 		}
 		at := len(rows) - 4 // before generator CPU, machine, peak RSS and status
 		rows = append(rows[:at], append(extra, rows[at:]...)...)

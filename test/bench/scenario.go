@@ -102,6 +102,9 @@ type result struct {
 	// did and the generator started it.
 	instances int
 	brokerCPU time.Duration
+	// redisReads is how many XREADs and XREADGROUPs the redis-server
+	// answered during the measured phase, -1 when unknown (no Redis).
+	redisReads int64
 	// busConsumed is, per instance, the messages it consumed from the
 	// outbound topic during the measured phase (web3-socket's /metrics),
 	// and busSpan the time from the first request to the last sample in
@@ -180,6 +183,13 @@ func (r *result) cpuPerThousand() time.Duration {
 	return time.Duration(float64(r.serverCPU) * 1000 / float64(r.delivered))
 }
 
+func (r *result) readsPerThousand() float64 {
+	if r.redisReads < 0 || r.send.nAccepted == 0 {
+		return 0
+	}
+	return float64(r.redisReads) * 1000 / float64(r.send.nAccepted)
+}
+
 func (r *result) kibPerConn() float64 {
 	if r.connected == 0 {
 		return 0
@@ -201,7 +211,7 @@ type bench struct {
 // cfg.timeout.
 func (b *bench) run(ctx context.Context, t target, name string) result {
 	base, bus, n := split(name)
-	r := result{scenario: name, server: t.name, status: "ok", instances: n, connectErrs: map[string]int{}, dropReasons: map[string]int{}}
+	r := result{scenario: name, server: t.name, status: "ok", instances: n, redisReads: -1, connectErrs: map[string]int{}, dropReasons: map[string]int{}}
 	if base == scenarioBus && !t.busMetrics {
 		r.status = "not measured: the server counts no bus consumption"
 		return r
@@ -352,7 +362,7 @@ func (b *bench) delivery(ctx context.Context, d *deployment, r *result, logf fun
 		bus = newBusMeter(ctx, d, busTopic)
 	}
 	cpu0, _ := d.cpu()
-	broker0 := d.brokerCPU()
+	broker0, reads0 := d.brokerCPU(), d.redisReads(ctx)
 	gen0 := selfCPU()
 	machine0, _ := readCPUTimes()
 	sent := make(chan sendResult, 1)
@@ -403,6 +413,7 @@ wait:
 	}
 	cpu1, _ := d.cpu()
 	r.serverCPU, r.genCPU, r.brokerCPU = cpu1-cpu0, selfCPU()-gen0, d.brokerCPU()-broker0
+	r.redisReads = readsSince(reads0, d.redisReads(ctx))
 	if machine1, ok := readCPUTimes(); ok {
 		r.machineBusy = busyShare(machine0, machine1)
 	}

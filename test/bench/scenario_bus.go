@@ -49,7 +49,7 @@ func (b *bench) busLoad(ctx context.Context, d *deployment, r *result, logf func
 	r.messages = total
 	bus := newBusMeter(ctx, d, d.outbound())
 	cpu0, _ := d.cpu()
-	broker0 := d.brokerCPU()
+	broker0, reads0 := d.brokerCPU(), d.redisReads(ctx)
 	gen0 := selfCPU()
 	machine0, _ := readCPUTimes()
 	added := make(chan sendResult, 1)
@@ -73,6 +73,7 @@ func (b *bench) busLoad(ctx context.Context, d *deployment, r *result, logf func
 	}
 	cpu1, _ := d.cpu()
 	r.serverCPU, r.genCPU, r.brokerCPU = cpu1-cpu0, selfCPU()-gen0, d.brokerCPU()-broker0
+	r.redisReads = readsSince(reads0, d.redisReads(ctx))
 	if machine1, ok := readCPUTimes(); ok {
 		r.machineBusy = busyShare(machine0, machine1)
 	}
