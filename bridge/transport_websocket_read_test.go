@@ -546,9 +546,7 @@ func TestTransportLetsGoOfGorillasConnectionAndStillClosesOnce(t *testing.T) {
 		}
 		// The reader may be the one that emits "close", and e's listener
 		// runs before this test's: the count may still be on its way.
-		for deadline := time.Now().Add(5 * time.Second); closes.Load() == 0 && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
-		}
+		waitUntil(t, "close was not emitted", func() bool { return closes.Load() != 0 })
 		if n := closes.Load(); n != 1 {
 			t.Fatalf("close emitted %d times, want once", n)
 		}
@@ -639,13 +637,9 @@ func TestConnectingAgainOnOneConnectionReadsTheHandshakesRequest(t *testing.T) {
 	if err := c.WriteMessage(ws.TextMessage, []byte("41")); err != nil { // leaves the namespace
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(b.registry.sockets("again-user")) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the socket is still registered after the client left the namespace")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, "the socket is still registered after the client left the namespace", func() bool {
+		return len(b.registry.sockets("again-user")) == 0
+	})
 	second := connect("second")
 	if second.Id() == first.Id() {
 		t.Fatal("the second connect got the first socket")
